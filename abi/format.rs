@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Byte layouts of the "luo-v5" structures.
+//!
+//! Every structure is packed, native-endian, and made of 64-bit words and fixed-size
+//! character arrays, exactly as `include/linux/kho/abi/luo.h` and
+//! `include/linux/kho/abi/block.h` define them. Values are encoded into and decoded
+//! from fixed-size byte arrays, so no reference into memory handed over by the previous
+//! kernel is ever reinterpreted as a Rust type.
+
+/// Compatible string of the root, checked before anything else is read.
+pub const LUO_COMPATIBLE: &[u8] = b"luo-v5";
+/// Size of the compatible field of the root: the string, its NUL, padded to 8 bytes.
+pub const LUO_COMPAT_LEN: usize = 8;
+/// Size of `struct luo_ser`, the root.
+pub const ROOT_SIZE: usize = 32;
+/// Size of `struct kho_block_header_ser`, at the start of every block.
+pub const BLOCK_HEADER_SIZE: usize = 16;
+/// Size of a session name, NUL included (`LIVEUPDATE_SESSION_NAME_LENGTH`).
+pub const SESSION_NAME_LEN: usize = 64;
+/// Size of a file handler's compatible string (`LIVEUPDATE_HNDL_COMPAT_LENGTH`).
+pub const HANDLER_COMPAT_LEN: usize = 48;
+/// Size of an FLB's compatible string (`LIVEUPDATE_FLB_COMPAT_LENGTH`).
+pub const FLB_COMPAT_LEN: usize = 48;
+/// Size of `struct luo_session_ser`.
+pub const SESSION_ENTRY_SIZE: usize = 80;
+/// Size of `struct luo_file_ser`.
+pub const FILE_ENTRY_SIZE: usize = 64;
+/// Size of `struct luo_flb_header_ser`.
+pub const FLB_HEADER_SIZE: usize = 16;
+/// Size of `struct luo_flb_ser`.
+pub const FLB_ENTRY_SIZE: usize = 64;
+/// Most blocks one chain may have, when written and when read back.
+pub const MAX_BLOCKS: usize = 10000;
+
+/// Number of entries of `entry_size` bytes that fit in one block after its header.
+pub const fn entries_per_block(block_size: usize, entry_size: usize) -> usize {
+    (block_size - BLOCK_HEADER_SIZE) / entry_size
+}
+
+/// Number of blocks needed to hold `count` entries, `per_block` to a block.
+pub const fn blocks_for(count: usize, per_block: usize) -> usize {
+    count.div_ceil(per_block)
+}
+
+/// Byte offset of entry `index` inside its block.
+pub const fn entry_offset(index: usize, entry_size: usize) -> usize {
+    BLOCK_HEADER_SIZE + index * entry_size
+}
+
+/// Why a structure from the previous kernel was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatError {
+    /// The root does not start with [`LUO_COMPATIBLE`].
+    IncompatibleRoot,
+    /// A string field has no NUL inside its array.
+    Unterminated,
+    /// A session name is empty.
+    EmptyName,
+    /// The FLB header's page count or entry count is impossible.
+    BadFlbHeader,
+}
+
+fn get_u64(bytes: &[u8], offset: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[offset..offset + 8]);
+    u64::from_ne_bytes(word)
+}
+
+fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
+    bytes[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
+}
+
+/// Length of the C string in `bytes`, or `None` when no NUL terminates it.
+pub fn c_str_len(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == 0)
+}
+
+/// Copies the C string `src` into `dst`, NUL-padding the rest; `src` must fit with its NUL.
+fn put_c_str(dst: &mut [u8], src: &[u8]) {
+    let len = src.len().min(dst.len() - 1);
+    dst[..len].copy_from_slice(&src[..len]);
+    dst[len..].fill(0);
+}
+
+/// `struct luo_ser`: the root, in its own preserved page, found through the KHO tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Root {
+    /// How many live updates led to the kernel that wrote this root.
+    pub liveupdate_num: u64,
+    /// Physical address of the first session block, 0 when there are no sessions.
+    pub sessions_pa: u64,
+    /// Physical address of the FLB page, 0 when there is none.
+    pub flbs_pa: u64,
+}
+
+impl Root {
+    /// Writes the root, compatible string included.
+    pub fn encode(&self, out: &mut [u8; ROOT_SIZE]) {
+        put_c_str(&mut out[..LUO_COMPAT_LEN], LUO_COMPATIBLE);
+        put_u64(out, 8, self.liveupdate_num);
+        put_u64(out, 16, self.sessions_pa);
+        put_u64(out, 24, self.flbs_pa);
+    }
+
+    /// Reads a root, refusing any other compatible string or padding.
+    pub fn decode(bytes: &[u8; ROOT_SIZE]) -> Result<Self, FormatError> {
+        let mut expected = [0u8; LUO_COMPAT_LEN];
+        put_c_str(&mut expected, LUO_COMPATIBLE);
+        if bytes[..LUO_COMPAT_LEN] != expected {
+            return Err(FormatError::IncompatibleRoot);
+        }
+        Ok(Self {
+            liveupdate_num: get_u64(bytes, 8),
+            sessions_pa: get_u64(bytes, 16),
+            flbs_pa: get_u64(bytes, 24),
+        })
+    }
+}
+
+/// `struct kho_block_header_ser`: the link and fill level at the start of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockHeader {
+    /// Physical address of the next block, 0 in the last one.
+    pub next: u64,
+    /// Number of valid entries in this block.
+    pub count: u64,
+}
+
+impl BlockHeader {
+    /// Writes the header.
+    pub fn encode(&self, out: &mut [u8; BLOCK_HEADER_SIZE]) {
+        put_u64(out, 0, self.next);
+        put_u64(out, 8, self.count);
+    }
+
+    /// Reads a header; the caller checks `count` against the block's capacity.
+    pub fn decode(bytes: &[u8; BLOCK_HEADER_SIZE]) -> Self {
+        Self {
+            next: get_u64(bytes, 0),
+            count: get_u64(bytes, 8),
+        }
+    }
+}
+
+/// A session name: 1 to 63 bytes, stored NUL-padded in 64.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SessionName {
+    bytes: [u8; SESSION_NAME_LEN],
+    len: u8,
+}
+
+impl SessionName {
+    /// Accepts `raw` (a 64-byte name field) when it holds a non-empty NUL-terminated
+    /// string; bytes after the NUL are ignored, as the writer may leave stale ones there.
+    pub fn from_field(raw: &[u8; SESSION_NAME_LEN]) -> Result<Self, FormatError> {
+        let len = c_str_len(raw).ok_or(FormatError::Unterminated)?;
+        if len == 0 {
+            return Err(FormatError::EmptyName);
+        }
+        let mut bytes = [0u8; SESSION_NAME_LEN];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        Ok(Self {
+            bytes,
+            // A NUL was found within 64 bytes, so `len` is at most 63.
+            len: len as u8,
+        })
+    }
+
+    /// The name without its NUL.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The NUL-padded 64-byte field.
+    pub fn as_field(&self) -> &[u8; SESSION_NAME_LEN] {
+        &self.bytes
+    }
+}
+
+impl core::fmt::Debug for SessionName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &b in self.as_bytes() {
+            if b.is_ascii_graphic() || b == b' ' {
+                write!(f, "{}", b as char)?;
+            } else {
+                write!(f, "\\x{:02x}", b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `struct luo_session_ser`: one session and the head of its file chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionEntry {
+    /// The session's name.
+    pub name: SessionName,
+    /// Physical address of the first file block, 0 when the session has no files.
+    pub files_pa: u64,
+    /// Number of files in the session's chain.
+    pub files_count: u64,
+}
+
+impl SessionEntry {
+    /// Writes the entry.
+    pub fn encode(&self, out: &mut [u8; SESSION_ENTRY_SIZE]) {
+        out[..SESSION_NAME_LEN].copy_from_slice(self.name.as_field());
+        put_u64(out, 64, self.files_pa);
+        put_u64(out, 72, self.files_count);
+    }
+
+    /// Reads the entry, validating the name.
+    pub fn decode(bytes: &[u8; SESSION_ENTRY_SIZE]) -> Result<Self, FormatError> {
+        let mut raw = [0u8; SESSION_NAME_LEN];
+        raw.copy_from_slice(&bytes[..SESSION_NAME_LEN]);
+        Ok(Self {
+            name: SessionName::from_field(&raw)?,
+            files_pa: get_u64(bytes, 64),
+            files_count: get_u64(bytes, 72),
+        })
+    }
+}
+
+/// A handler's compatible string, as stored in a file entry.
+pub type HandlerCompat = [u8; HANDLER_COMPAT_LEN];
+
+/// `struct luo_file_ser`: one preserved file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Compatible string of the handler that preserved the file, NUL-padded.
+    pub compatible: HandlerCompat,
+    /// The handler's opaque handle to its preserved state.
+    pub data: u64,
+    /// The token userspace chose for the file.
+    pub token: u64,
+}
+
+impl FileEntry {
+    /// Writes the entry.
+    pub fn encode(&self, out: &mut [u8; FILE_ENTRY_SIZE]) {
+        out[..HANDLER_COMPAT_LEN].copy_from_slice(&self.compatible);
+        put_u64(out, 48, self.data);
+        put_u64(out, 56, self.token);
+    }
+
+    /// Reads the entry; the compatible string must be NUL-terminated and non-empty.
+    pub fn decode(bytes: &[u8; FILE_ENTRY_SIZE]) -> Result<Self, FormatError> {
+        let mut compatible = [0u8; HANDLER_COMPAT_LEN];
+        match c_str_len(&bytes[..HANDLER_COMPAT_LEN]) {
+            None => return Err(FormatError::Unterminated),
+            Some(0) => return Err(FormatError::EmptyName),
+            // Only the string is kept: stale bytes after the NUL must not take part in
+            // handler lookup.
+            Some(len) => compatible[..len].copy_from_slice(&bytes[..len]),
+        }
+        Ok(Self {
+            compatible,
+            data: get_u64(bytes, 48),
+            token: get_u64(bytes, 56),
+        })
+    }
+
+    /// The compatible string without its NUL.
+    pub fn compatible_str(&self) -> &[u8] {
+        let len = c_str_len(&self.compatible).unwrap_or(HANDLER_COMPAT_LEN);
+        &self.compatible[..len]
+    }
+}
+
+/// `struct luo_flb_header_ser`: the start of the FLB page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlbHeader {
+    /// Pages that the FLB area spans; always 1 from either core.
+    pub pgcnt: u64,
+    /// Number of FLB entries that follow the header.
+    pub count: u64,
+}
+
+impl FlbHeader {
+    /// Writes the header.
+    pub fn encode(&self, out: &mut [u8; FLB_HEADER_SIZE]) {
+        put_u64(out, 0, self.pgcnt);
+        put_u64(out, 8, self.count);
+    }
+
+    /// Reads the header and checks that its entries fit in its pages.
+    pub fn decode(bytes: &[u8; FLB_HEADER_SIZE], page_size: usize) -> Result<Self, FormatError> {
+        let header = Self {
+            pgcnt: get_u64(bytes, 0),
+            count: get_u64(bytes, 8),
+        };
+        if header.pgcnt != 1 {
+            return Err(FormatError::BadFlbHeader);
+        }
+        let capacity = (page_size - FLB_HEADER_SIZE) / FLB_ENTRY_SIZE;
+        if header.count > capacity as u64 {
+            return Err(FormatError::BadFlbHeader);
+        }
+        Ok(header)
+    }
+}
+
+/// Copies the C string `src` (without NUL) into a NUL-padded handler compatible field.
+///
+/// Returns `None` when it does not fit with its NUL.
+pub fn handler_compat(src: &[u8]) -> Option<HandlerCompat> {
+    if src.is_empty() || src.len() >= HANDLER_COMPAT_LEN || src.contains(&0) {
+        return None;
+    }
+    let mut out = [0u8; HANDLER_COMPAT_LEN];
+    out[..src.len()].copy_from_slice(src);
+    Some(out)
+}
