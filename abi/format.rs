@@ -76,6 +76,11 @@ pub fn c_str_len(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == 0)
 }
 
+/// The C string in `bytes` without its NUL, or all of `bytes` when none terminates it.
+pub fn c_str_bytes(bytes: &[u8]) -> &[u8] {
+    &bytes[..c_str_len(bytes).unwrap_or(bytes.len())]
+}
+
 /// Copies the C string `src` into `dst`, NUL-padding the rest; `src` must fit with its NUL.
 fn put_c_str(dst: &mut [u8], src: &[u8]) {
     let len = src.len().min(dst.len() - 1);
@@ -263,8 +268,7 @@ impl FileEntry {
 
     /// The compatible string without its NUL.
     pub fn compatible_str(&self) -> &[u8] {
-        let len = c_str_len(&self.compatible).unwrap_or(HANDLER_COMPAT_LEN);
-        &self.compatible[..len]
+        c_str_bytes(&self.compatible)
     }
 }
 

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The Live Update Orchestrator (LUO) core, in Rust.
+//!
+//! LUO lets userspace carry file descriptors across a kexec-based kernel live update.
+//! An agent opens `/dev/liveupdate`, creates named sessions and preserves files in them
+//! (memfd first). At `reboot(LINUX_REBOOT_CMD_KEXEC)` the core freezes the files and
+//! writes every session and file into chains of blocks preserved through Kexec HandOver
+//! (KHO). Early in the next kernel's boot the chains are read back, validated, and the
+//! sessions wait for the agent to retrieve them by name and their files by token, then
+//! to finish them.
+//!
+//! This core replaces `kernel/liveupdate/luo_{core,session,file,flb}.c`: it keeps their
+//! userspace API, the C API that file handlers use, and the serialized format ("luo-v5")
+//! byte for byte, so kernels with either core can live update into each other.
+//!
+//! Files: `luo.rs` (global state, `/dev/liveupdate`, boot and reboot), `luo_session.rs`
+//! (sessions and their fds), `luo_file.rs` (file handlers and preserved files),
+//! `block_chain.rs` (outgoing chains), `kho.rs` (KHO calls), `uapi.rs` (ioctl
+//! arguments), `boot.rs` (initcalls and the boot parameter), `abi/` (the serialized
+//! format, kernel-independent).
+
+use kernel::{
+    bindings,
+    fs::File,
+    miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
+    prelude::*,
+    sync::{
+        atomic::{Atomic, Relaxed},
+        Arc,
+    },
+};
+
+pub mod abi;
+mod block_chain;
+mod boot;
+mod kho;
+mod luo_file;
+mod luo_session;
+mod uapi;
+
+pub use luo_file::{liveupdate_register_file_handler, liveupdate_unregister_file_handler};
+
+use abi::format::{FlbHeader, Root, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE, SESSION_NAME_LEN};
+use block_chain::OutgoingChain;
+use kho::{PreservedPage, RestoredBlocks};
+use luo_file::FileHandler;
+use luo_session::{IncomingSessions, Session};
+
+/// Prefix of every log line of the core.
+const __LOG_PREFIX: &[u8] = b"luo\0";
+
+/// The owner of the core's file operations: the kernel itself, as the core is built in.
+struct LocalModule;
+
+impl kernel::ModuleMetadata for LocalModule {
+    const NAME: &'static CStr = c"luo";
+
+    const THIS_MODULE: kernel::ThisModule = {
+        // SAFETY: A null owner is what built-in code uses; module reference counting
+        // accepts it.
+        unsafe { kernel::ThisModule::from_ptr(core::ptr::null_mut()) }
+    };
+}
+
+/// The `liveupdate=` boot parameter; forced off when KHO is off.
+static ENABLED: Atomic<bool> = Atomic::new(false);
+
+/// Whether live update is on.
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Relaxed)
+}
+
+/// Everything the core knows, behind one lock.
+///
+/// Lock order: [`LUO`], then a session's lock. Handler callbacks run with both held, so
+/// they must not call back into registration.
+pub(crate) struct Luo {
+    /// Registered file handlers, in registration order.
+    pub(crate) handlers: KVec<FileHandler>,
+    /// Outgoing sessions, in creation order (the order they are serialized in).
+    pub(crate) outgoing: KVVec<Arc<Session>>,
+    /// The blocks that will hold the outgoing session entries.
+    pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
+    /// Incoming sessions by NUL-padded name.
+    pub(crate) incoming: IncomingSessions,
+    /// Whether incoming files have been matched with their handlers.
+    handlers_bound: bool,
+    /// Ids of every file preserved in an outgoing session or retrieved and not yet
+    /// finished, sorted: a file may be in only one place at a time.
+    pub(crate) preserved: KVVec<usize>,
+    /// Live update count of the previous kernel, 0 on a cold boot.
+    liveupdate_num: u64,
+    /// The outgoing root and FLB page, published in the KHO tree.
+    out_root: Option<OutgoingRoot>,
+}
+
+/// The pages that the next kernel finds first.
+struct OutgoingRoot {
+    root: PreservedPage,
+    flbs: PreservedPage,
+}
+
+impl Luo {
+    const fn new() -> Self {
+        Self {
+            handlers: KVec::new(),
+            outgoing: KVVec::new(),
+            session_blocks: OutgoingChain::new(),
+            incoming: IncomingSessions::new(),
+            handlers_bound: false,
+            preserved: KVVec::new(),
+            liveupdate_num: 0,
+            out_root: None,
+        }
+    }
+
+    /// Records `id` as preserved; `EBUSY` if it already is.
+    pub(crate) fn mark_preserved(&mut self, id: usize) -> Result {
+        match self.preserved.binary_search(&id) {
+            Ok(_) => Err(EBUSY),
+            Err(pos) => {
+                self.preserved.reserve(1, GFP_KERNEL)?;
+                self.preserved
+                    .insert_within_capacity(pos, id)
+                    .map_err(|_| ENOMEM)
+            }
+        }
+    }
+
+    /// Forgets that `id` is preserved.
+    pub(crate) fn unmark_preserved(&mut self, id: usize) {
+        if let Ok(pos) = self.preserved.binary_search(&id) {
+            let _ = self.preserved.remove(pos);
+        }
+    }
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: Initialized by the early initcall, before any other code can reach the core.
+    unsafe(uninit) static LUO: Mutex<Luo> = Luo::new();
+}
+
+/// Early boot: reads back what the previous kernel handed over.
+///
+/// Runs whether or not live update is on, so the previous kernel's blocks are always
+/// claimed and freed. Anything malformed is logged and dropped; the core keeps working
+/// with whatever was valid.
+fn early_init() {
+    // SAFETY: Called once, from the early initcall, before any other use of `LUO`.
+    unsafe { LUO.init() };
+
+    if !kho::kho_enabled() {
+        if enabled() {
+            pr_warn!("live update disabled because KHO is disabled\n");
+        }
+        ENABLED.store(false, Relaxed);
+        return;
+    }
+    let (phys, size) = match kho::find_luo_subtree() {
+        Ok(Some(found)) => found,
+        Ok(None) => return,
+        Err(e) => {
+            pr_err!("cannot read the LUO entry of the KHO tree: {:?}\n", e);
+            return;
+        }
+    };
+    let mut luo = LUO.lock();
+    let mut blocks = RestoredBlocks::new();
+    match restore(&mut luo, &mut blocks, phys, size) {
+        Ok(sessions) => pr_info!(
+            "Rust LUO core: live update #{} restored {} sessions\n",
+            luo.liveupdate_num,
+            sessions
+        ),
+        Err(e) => pr_err!(
+            "state from the previous kernel rejected ({:?}); starting without sessions\n",
+            e
+        ),
+    }
+    // `blocks` goes out of scope here: every page claimed while reading is freed.
+}
+
+fn restore(luo: &mut Luo, blocks: &mut RestoredBlocks, phys: u64, size: usize) -> Result<usize> {
+    if size < ROOT_SIZE {
+        pr_err!("LUO root is too small ({} bytes)\n", size);
+        return Err(EINVAL);
+    }
+    let bytes = blocks.claim_page(phys).map_err(|_| {
+        pr_err!("LUO root at {:#x} is not preserved memory\n", phys);
+        EINVAL
+    })?;
+    let root_bytes: &[u8; ROOT_SIZE] = bytes
+        .get(..ROOT_SIZE)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(EINVAL)?;
+    let root = Root::decode(root_bytes).map_err(|_| {
+        pr_err!("LUO root is not \"luo-v5\"\n");
+        EINVAL
+    })?;
+    luo.liveupdate_num = root.liveupdate_num;
+    if root.flbs_pa != 0 {
+        check_flbs(blocks, root.flbs_pa);
+    }
+    luo_session::restore(blocks, root.sessions_pa, luo)
+}
+
+/// Claims the previous kernel's FLB page so it is freed with the other blocks.
+fn check_flbs(blocks: &mut RestoredBlocks, phys: u64) {
+    let Ok(bytes) = blocks.claim_page(phys) else {
+        pr_err!("FLB page at {:#x} is not preserved memory; ignored\n", phys);
+        return;
+    };
+    let header = bytes
+        .get(..FLB_HEADER_SIZE)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| FlbHeader::decode(b, kernel::page::PAGE_SIZE));
+    match header {
+        Some(Ok(h)) if h.count == 0 => {}
+        Some(Ok(h)) => pr_warn!("{} FLB objects from the previous kernel ignored\n", h.count),
+        _ => pr_err!("FLB page from the previous kernel is malformed; ignored\n"),
+    }
+}
+
+/// Late boot: publishes the outgoing root and registers `/dev/liveupdate`.
+fn late_init() -> Result {
+    if !enabled() {
+        pr_info!("Rust LUO core: live update is off (boot with liveupdate=on)\n");
+        return Ok(());
+    }
+    if let Err(e) = setup_outgoing() {
+        pr_err!("Rust LUO core: cannot prepare the outgoing state ({:?}); live update off\n", e);
+        ENABLED.store(false, Relaxed);
+        return Err(e);
+    }
+    let device = KBox::pin_init(
+        MiscDeviceRegistration::<LuoDevice>::register(MiscDeviceOptions {
+            name: c"liveupdate",
+        }),
+        GFP_KERNEL,
+    )?;
+    // The device stays registered for the kernel's lifetime.
+    core::mem::forget(device);
+    pr_info!("Rust LUO core ready: /dev/liveupdate (live update #{})\n", LUO.lock().liveupdate_num);
+    Ok(())
+}
+
+fn setup_outgoing() -> Result {
+    let mut luo = LUO.lock();
+    let mut root = PreservedPage::new()?;
+    let mut flbs = PreservedPage::new()?;
+    let flb_header = FlbHeader { pgcnt: 1, count: 0 };
+    if let Some(b) = flbs.bytes_mut().get_mut(..FLB_HEADER_SIZE).and_then(|b| b.try_into().ok()) {
+        flb_header.encode(b);
+    }
+    let out = Root {
+        liveupdate_num: luo.liveupdate_num + 1,
+        sessions_pa: 0,
+        flbs_pa: flbs.phys(),
+    };
+    write_root(&mut root, &out);
+    kho::add_luo_subtree(&root, ROOT_SIZE)?;
+    luo.out_root = Some(OutgoingRoot { root, flbs });
+    Ok(())
+}
+
+fn write_root(page: &mut PreservedPage, root: &Root) {
+    if let Some(b) = page.bytes_mut().get_mut(..ROOT_SIZE).and_then(|b| b.try_into().ok()) {
+        root.encode(b);
+    }
+}
+
+/// Whether live update is on.
+#[no_mangle]
+pub extern "C" fn liveupdate_enabled() -> bool {
+    enabled()
+}
+
+/// Serializes every session and file for the next kernel; called by `kernel_kexec()`.
+///
+/// On success the core stays locked: every later session operation waits until the
+/// machine jumps. On failure everything is as before and the errno is returned.
+#[no_mangle]
+pub extern "C" fn liveupdate_reboot() -> c_int {
+    if !enabled() {
+        return 0;
+    }
+    let mut luo = LUO.lock();
+    let luo_ref = &mut *luo;
+    let head = match luo_session::serialize(luo_ref) {
+        Ok(head) => head,
+        Err(e) => return e.to_errno(),
+    };
+    let num = luo_ref.liveupdate_num + 1;
+    let sessions = luo_ref.outgoing.len();
+    let nblocks = luo_ref.session_blocks.len();
+    if let Some(out) = luo_ref.out_root.as_mut() {
+        let flbs_pa = out.flbs.phys();
+        write_root(
+            &mut out.root,
+            &Root {
+                liveupdate_num: num,
+                sessions_pa: head,
+                flbs_pa,
+            },
+        );
+    }
+    pr_info!(
+        "Rust LUO core: {} sessions serialized in {} blocks for live update #{}\n",
+        sessions,
+        nblocks,
+        num
+    );
+    // Nothing may change the serialized state before the jump.
+    core::mem::forget(luo);
+    0
+}
+
+/// Only one process may hold `/dev/liveupdate` open.
+static DEVICE_IN_USE: Atomic<bool> = Atomic::new(false);
+
+const CMD_CREATE_SESSION: u32 = 0x00;
+const CMD_RETRIEVE_SESSION: u32 = 0x01;
+
+/// `/dev/liveupdate`.
+struct LuoDevice;
+
+#[vtable]
+impl MiscDevice for LuoDevice {
+    type Ptr = ();
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+        if DEVICE_IN_USE.cmpxchg(false, true, kernel::sync::atomic::Full).is_err() {
+            return Err(EBUSY);
+        }
+        let mut luo = LUO.lock();
+        if !luo.handlers_bound {
+            luo_session::bind_incoming_handlers(&mut luo);
+            luo.handlers_bound = true;
+        }
+        Ok(())
+    }
+
+    fn release(_device: (), _file: &File) {
+        DEVICE_IN_USE.store(false, kernel::sync::atomic::Release);
+    }
+
+    fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        let nr = uapi::ioctl_nr(cmd);
+        if nr > CMD_RETRIEVE_SESSION {
+            return Err(EINVAL);
+        }
+        let size = uapi::user_size(arg)?;
+        if cmd != uapi::ioctl_cmd(nr) {
+            return Err(ENOTTY);
+        }
+        let mut ucmd = uapi::UserCommand::<{ uapi::SESSION_ARG_SIZE }>::fetch(
+            arg,
+            size,
+            uapi::SESSION_ARG_SIZE,
+        )?;
+        let reservation =
+            kernel::fs::file::FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
+        let name = &ucmd.buf[8..8 + SESSION_NAME_LEN];
+        let file = if nr == CMD_CREATE_SESSION {
+            luo_session::create_session(name)?
+        } else {
+            luo_session::retrieve_session(name)?
+        };
+        ucmd.set_i32(4, reservation.reserved_fd() as i32);
+        ucmd.respond()?;
+        reservation.fd_install(file);
+        Ok(0)
+    }
+}

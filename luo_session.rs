@@ -1,0 +1,634 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sessions: named groups of preserved files, and the file descriptors that stand for
+//! them.
+//!
+//! An outgoing session is created through `/dev/liveupdate`; files are preserved into
+//! it until reboot, and closing its fd unpreserves them all. An incoming session comes
+//! from the previous kernel; it is retrieved once by name, its files are retrieved by
+//! token, and finishing it (or closing its fd) hands everything back to the handlers.
+//!
+//! Every operation runs under the global [`LUO`] lock, which the reboot path keeps once
+//! it has serialized everything, so that nothing can change behind the serialized
+//! state. Each session's own lock nests inside it.
+
+use core::ptr::NonNull;
+
+use kernel::{
+    bindings,
+    ffi::{c_long, c_uint, c_ulong},
+    fs::{file::FileDescriptorReservation, File, LocalFile},
+    new_mutex,
+    prelude::*,
+    rbtree::RBTree,
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex},
+    types::ForeignOwnable,
+};
+
+use crate::abi::chain::{read_chain, read_chain_exact, ChainError};
+use crate::abi::format::{
+    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_ENTRY_SIZE,
+    SESSION_NAME_LEN,
+};
+use crate::block_chain::OutgoingChain;
+use crate::kho::RestoredBlocks;
+use crate::luo_file::{FileHandler, LuoFile};
+use crate::uapi::{
+    ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE,
+    GET_NAME_ARG_SIZE,
+};
+use crate::{Luo, LUO};
+
+const CMD_PRESERVE_FD: u32 = 0x40;
+const CMD_RETRIEVE_FD: u32 = 0x41;
+const CMD_FINISH: u32 = 0x42;
+const CMD_GET_NAME: u32 = 0x43;
+
+/// A session.
+#[pin_data]
+pub(crate) struct Session {
+    /// The name, unique among outgoing sessions and among incoming ones.
+    pub(crate) name: SessionName,
+    /// Whether the session came from the previous kernel.
+    pub(crate) incoming: bool,
+    #[pin]
+    state: Mutex<SessionState>,
+}
+
+/// The mutable part of a session.
+pub(crate) struct SessionState {
+    /// Files in preservation order.
+    files: KVVec<LuoFile>,
+    /// Outgoing: the blocks that will hold the file entries.
+    blocks: OutgoingChain<FILE_ENTRY_SIZE>,
+    /// Incoming: an fd was handed out for the session.
+    retrieved: bool,
+}
+
+impl Session {
+    fn new(name: SessionName, incoming: bool, files: KVVec<LuoFile>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                name,
+                incoming,
+                state <- new_mutex!(SessionState {
+                    files,
+                    blocks: OutgoingChain::new(),
+                    retrieved: false,
+                }),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// Incoming sessions by NUL-padded name.
+pub(crate) struct IncomingSessions(Option<RBTree<[u8; SESSION_NAME_LEN], Arc<Session>>>);
+
+impl IncomingSessions {
+    /// No sessions; the tree is created with the first one, as `RBTree::new` is not const.
+    pub(crate) const fn new() -> Self {
+        Self(None)
+    }
+
+    /// The session named `key`.
+    pub(crate) fn get(&self, key: &[u8; SESSION_NAME_LEN]) -> Option<&Arc<Session>> {
+        self.0.as_ref()?.get(key)
+    }
+
+    /// Adds a session; the caller checked that the name is free.
+    fn insert(&mut self, session: Arc<Session>) -> Result {
+        let key = *session.name.as_field();
+        self.0
+            .get_or_insert_with(RBTree::new)
+            .try_create_and_insert(key, session, GFP_KERNEL)?;
+        Ok(())
+    }
+
+    /// Drops the session named `key`.
+    fn remove(&mut self, key: &[u8; SESSION_NAME_LEN]) {
+        if let Some(tree) = self.0.as_mut() {
+            tree.remove(key);
+        }
+    }
+
+    /// Every session, by name.
+    fn iter(&self) -> impl Iterator<Item = (&[u8; SESSION_NAME_LEN], &Arc<Session>)> {
+        self.0.iter().flat_map(|tree| tree.iter())
+    }
+}
+
+/// The file operations of a session fd.
+const SESSION_FOPS: bindings::file_operations = {
+    let mut fops: bindings::file_operations = pin_init::zeroed();
+    fops.release = Some(session_release);
+    fops.unlocked_ioctl = Some(session_ioctl);
+    fops
+};
+
+/// Creates the anonymous file `[luo_session] <name>` that owns a reference to `session`.
+fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
+    const PREFIX: &[u8] = b"[luo_session] ";
+    let mut name = [0u8; PREFIX.len() + SESSION_NAME_LEN];
+    name[..PREFIX.len()].copy_from_slice(PREFIX);
+    let len = session.name.as_bytes().len();
+    name[PREFIX.len()..PREFIX.len() + len].copy_from_slice(session.name.as_bytes());
+
+    let private = session.into_foreign();
+    // SAFETY: `name` is NUL-terminated (a session name is at most 63 bytes), the fops
+    // are static, and the file takes over the reference in `private`.
+    let file = unsafe {
+        bindings::anon_inode_getfile(
+            name.as_ptr().cast(),
+            &SESSION_FOPS,
+            private,
+            bindings::O_RDWR as c_int,
+        )
+    };
+    match kernel::error::from_err_ptr(file) {
+        Ok(file) => {
+            // SAFETY: `anon_inode_getfile()` returned a new file with one reference, ours.
+            Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) })
+        }
+        Err(e) => {
+            // SAFETY: The file was not created, so the reference is still ours to drop.
+            drop(unsafe { Arc::<Session>::from_foreign(private) });
+            Err(e)
+        }
+    }
+}
+
+/// The name in a userspace structure, when it is a valid new session name.
+fn new_session_name(field: &[u8]) -> Result<SessionName> {
+    let mut raw = [0u8; SESSION_NAME_LEN];
+    raw.copy_from_slice(field.get(..SESSION_NAME_LEN).ok_or(EINVAL)?);
+    SessionName::from_field(&raw).map_err(|_| EINVAL)
+}
+
+/// `LIVEUPDATE_IOCTL_CREATE_SESSION`: a new outgoing session named `field`.
+pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
+    let name = new_session_name(field)?;
+    let mut luo = LUO.lock();
+    let luo = &mut *luo;
+    let count = luo.outgoing.len();
+    luo.session_blocks.reserve(count + 1)?;
+    let result = (|| {
+        if luo.outgoing.iter().any(|s| s.name == name) {
+            return Err(EEXIST);
+        }
+        luo.outgoing.reserve(1, GFP_KERNEL)?;
+        let session = Session::new(name, false, KVVec::new())?;
+        let file = session_file(session.clone())?;
+        luo.outgoing
+            .push_within_capacity(session)
+            .map_err(|_| ENOMEM)?;
+        Ok(file)
+    })();
+    if result.is_err() {
+        luo.session_blocks.shrink(luo.outgoing.len());
+    }
+    result
+}
+
+/// `LIVEUPDATE_IOCTL_RETRIEVE_SESSION`: the incoming session named `field`, once.
+pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
+    // Names are compared over at most 64 bytes; one without a NUL matches nothing.
+    let len = c_str_len(field).ok_or(ENOENT)?;
+    let mut key = [0u8; SESSION_NAME_LEN];
+    key[..len].copy_from_slice(&field[..len]);
+
+    let luo = LUO.lock();
+    let session = luo.incoming.get(&key).ok_or(ENOENT)?.clone();
+    let mut state = session.state.lock();
+    if state.retrieved {
+        return Err(EINVAL);
+    }
+    let file = session_file(session.clone())?;
+    state.retrieved = true;
+    Ok(file)
+}
+
+/// Takes a file out of the outgoing set: the handler's state, the preserved mark, the
+/// module pin, and the core's reference to the file.
+fn unpreserve(luo: &mut Luo, file: LuoFile) {
+    let (Some(handler), Some(f)) = (file.handler, file.file.as_ref()) else {
+        return;
+    };
+    handler.unpreserve(f, file.state);
+    luo.unmark_preserved(handler.file_id(f));
+    handler.put_module();
+}
+
+/// `LIVEUPDATE_SESSION_PRESERVE_FD`.
+fn preserve_fd(luo: &mut Luo, state: &mut SessionState, token: u64, fd: i32) -> Result {
+    if state.files.iter().any(|f| f.token == token) {
+        return Err(EEXIST);
+    }
+    state.blocks.reserve(state.files.len() + 1)?;
+    let result = preserve_fd_in(luo, state, token, fd);
+    if result.is_err() {
+        state.blocks.shrink(state.files.len());
+    }
+    result
+}
+
+fn preserve_fd_in(luo: &mut Luo, state: &mut SessionState, token: u64, fd: i32) -> Result {
+    let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+    let file = LocalFile::fget(fd)?;
+    // SAFETY: This thread holds no `fdget_pos()` on the file being preserved.
+    let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
+    let handler = find_handler(luo, &file).ok_or(ENOENT)?;
+    let result = (|| {
+        let id = handler.file_id(&file);
+        luo.mark_preserved(id)?;
+        let preserved = (|| {
+            state.files.reserve(1, GFP_KERNEL)?;
+            handler.preserve(&file)
+        })();
+        match preserved {
+            Ok(handler_state) => {
+                let entry = LuoFile::outgoing(handler, file.clone(), token, handler_state);
+                // Room was reserved above.
+                if let Err(err) = state.files.push_within_capacity(entry) {
+                    unpreserve(luo, err.0);
+                    return Err(ENOMEM);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                luo.unmark_preserved(id);
+                Err(e)
+            }
+        }
+    })();
+    if result.is_err() {
+        handler.put_module();
+    }
+    result
+}
+
+/// The first registered handler that takes `file`, with its module pinned.
+fn find_handler(luo: &Luo, file: &File) -> Option<FileHandler> {
+    luo.handlers
+        .iter()
+        .find(|h| h.can_preserve(file) && h.get_module())
+        .copied()
+}
+
+/// `LIVEUPDATE_SESSION_RETRIEVE_FD`.
+fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<ARef<File>> {
+    let file = state
+        .files
+        .iter_mut()
+        .find(|f| f.token == token)
+        .ok_or(ENOENT)?;
+    if file.retrieve_status < 0 {
+        return Err(Error::from_errno(file.retrieve_status));
+    }
+    if let Some(f) = &file.file {
+        return Ok(f.clone());
+    }
+    let handler = file.handler.ok_or(ENOENT)?;
+    luo.preserved.reserve(1, GFP_KERNEL)?;
+    match handler.retrieve(file.state.data) {
+        Ok(f) => {
+            // Until finished, the file cannot be preserved again.
+            if luo.mark_preserved(handler.file_id(&f)).is_err() {
+                pr_warn!("a retrieved file is already preserved elsewhere\n");
+            }
+            file.retrieve_status = 1;
+            file.file = Some(f.clone());
+            Ok(f)
+        }
+        Err(e) => {
+            file.retrieve_status = e.to_errno();
+            Err(e)
+        }
+    }
+}
+
+/// `LIVEUPDATE_SESSION_FINISH`: hands every file back to its handler, or none.
+fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
+    let ready = state.files.iter().all(|f| match f.handler {
+        Some(h) => h.can_finish(f.file.as_deref(), f.state.data, f.retrieve_status),
+        None => true,
+    });
+    if !ready {
+        return Err(EBUSY);
+    }
+    while let Some(file) = state.files.pop() {
+        let Some(handler) = file.handler else {
+            continue;
+        };
+        handler.finish(file.file.as_deref(), file.state.data, file.retrieve_status);
+        if let Some(f) = &file.file {
+            luo.unmark_preserved(handler.file_id(f));
+        }
+        handler.put_module();
+    }
+    Ok(())
+}
+
+/// The last reference to a session fd is gone.
+fn session_closed(session: Arc<Session>) {
+    let mut luo = LUO.lock();
+    let luo = &mut *luo;
+    let mut state = session.state.lock();
+    if session.incoming {
+        if finish(luo, &mut state).is_ok() {
+            luo.incoming.remove(session.name.as_field());
+        } else {
+            pr_warn!(
+                "session {:?} closed before its files could finish; they stay preserved\n",
+                session.name
+            );
+        }
+        return;
+    }
+    while let Some(file) = state.files.pop() {
+        unpreserve(luo, file);
+    }
+    state.blocks.shrink(0);
+    drop(state);
+    luo.outgoing.retain(|s| !Arc::ptr_eq(s, &session));
+    luo.session_blocks.shrink(luo.outgoing.len());
+}
+
+/// # Safety
+///
+/// Called by the VFS for a session file created by [`session_file`], once.
+unsafe extern "C" fn session_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: `private_data` holds the reference that `session_file` gave the file, and
+    // release is its last use.
+    let session = unsafe { Arc::<Session>::from_foreign((*file).private_data) };
+    session_closed(session);
+    0
+}
+
+/// # Safety
+///
+/// Called by the VFS for a live session file created by [`session_file`].
+unsafe extern "C" fn session_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: The file is live for the call, so the reference in `private_data` is too.
+    let session = unsafe { Arc::<Session>::borrow((*file).private_data) };
+    match session_command(session, cmd, arg) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Result {
+    let nr = ioctl_nr(cmd);
+    if !(CMD_PRESERVE_FD..=CMD_GET_NAME).contains(&nr) {
+        return Err(EINVAL);
+    }
+    let size = user_size(arg)?;
+    if cmd != ioctl_cmd(nr) {
+        return Err(ENOTTY);
+    }
+    let wrong_side = match nr {
+        CMD_PRESERVE_FD => session.incoming,
+        CMD_RETRIEVE_FD | CMD_FINISH => !session.incoming,
+        _ => false,
+    };
+    if wrong_side {
+        return Err(EINVAL);
+    }
+    match nr {
+        CMD_PRESERVE_FD => {
+            let ucmd = UserCommand::<FD_ARG_SIZE>::fetch(arg, size, FD_ARG_SIZE)?;
+            let (fd, token) = (ucmd.u32_at(4) as i32, ucmd.u64_at(8));
+            let mut luo = LUO.lock();
+            preserve_fd(&mut luo, &mut session.state.lock(), token, fd)?;
+            if ucmd.respond().is_err() {
+                pr_warn!("file preserved, but the reply could not be copied to userspace\n");
+                return Err(EFAULT);
+            }
+            Ok(())
+        }
+        CMD_RETRIEVE_FD => {
+            let mut ucmd = UserCommand::<FD_ARG_SIZE>::fetch(arg, size, FD_ARG_SIZE)?;
+            let reservation = FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
+            let file = {
+                let mut luo = LUO.lock();
+                retrieve_fd(&mut luo, &mut session.state.lock(), ucmd.u64_at(8))?
+            };
+            ucmd.set_i32(4, reservation.reserved_fd() as i32);
+            ucmd.respond()?;
+            reservation.fd_install(file);
+            Ok(())
+        }
+        CMD_FINISH => {
+            let ucmd = UserCommand::<FINISH_ARG_SIZE>::fetch(arg, size, FINISH_ARG_SIZE)?;
+            if ucmd.u32_at(4) != 0 {
+                return Err(EINVAL);
+            }
+            let mut luo = LUO.lock();
+            finish(&mut luo, &mut session.state.lock())
+        }
+        _ => {
+            let mut ucmd = UserCommand::<GET_NAME_ARG_SIZE>::fetch(arg, size, GET_NAME_ARG_SIZE)?;
+            if ucmd.u32_at(4) != 0 {
+                return Err(EINVAL);
+            }
+            // Taken so that, as for every other command, nothing answers after reboot.
+            let _luo = LUO.lock();
+            ucmd.buf[8..8 + SESSION_NAME_LEN].copy_from_slice(session.name.as_field());
+            ucmd.respond()
+        }
+    }
+}
+
+/// Freezes every outgoing session's files and writes all sessions and files into their
+/// blocks. On failure everything frozen is thawed and the blocks read as empty again.
+pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
+    let Luo {
+        outgoing,
+        session_blocks,
+        ..
+    } = luo;
+    for (i, session) in outgoing.iter().enumerate() {
+        let mut state = session.state.lock();
+        let state = &mut *state;
+        if let Err(e) = freeze_files(state) {
+            pr_err!(
+                "live update aborted: a file of session {:?} failed to freeze ({:?})\n",
+                session.name,
+                e
+            );
+            for earlier in outgoing[..i].iter().rev() {
+                let mut state = earlier.state.lock();
+                thaw_files(&mut state, usize::MAX);
+                state.blocks.set_count(0);
+            }
+            session_blocks.set_count(0);
+            return Err(e);
+        }
+        let entry = SessionEntry {
+            name: session.name,
+            files_pa: state.blocks.head(),
+            files_count: state.files.len() as u64,
+        };
+        session_blocks.store(i, |slot| entry.encode(slot))?;
+    }
+    session_blocks.set_count(outgoing.len());
+    Ok(session_blocks.head())
+}
+
+/// Freezes the files of one session in order and writes their entries.
+fn freeze_files(state: &mut SessionState) -> Result {
+    for i in 0..state.files.len() {
+        let file = &mut state.files[i];
+        let frozen = match (file.handler, file.file.as_ref()) {
+            (Some(handler), Some(f)) => handler.freeze(f, &mut file.state),
+            _ => Err(EINVAL),
+        };
+        let entry = FileEntry {
+            compatible: file.compatible,
+            data: file.state.data,
+            token: file.token,
+        };
+        if let Err(e) = frozen {
+            thaw_files(state, i);
+            return Err(e);
+        }
+        if let Err(e) = state.blocks.store(i, |slot| entry.encode(slot)) {
+            thaw_files(state, i + 1);
+            return Err(e);
+        }
+    }
+    state.blocks.set_count(state.files.len());
+    Ok(())
+}
+
+/// Thaws the first `count` files of a session.
+fn thaw_files(state: &mut SessionState, count: usize) {
+    for file in state.files.iter().take(count).rev() {
+        if let (Some(handler), Some(f)) = (file.handler, file.file.as_ref()) {
+            handler.unfreeze(f, file.state);
+        }
+    }
+    state.blocks.set_count(0);
+}
+
+/// Reads the session chain at `head` and every session's file chain.
+///
+/// A session whose entry or file chain is malformed, or whose name repeats, is dropped
+/// with an error; the others are kept. A malformed session chain drops all of them.
+pub(crate) fn restore(blocks: &mut RestoredBlocks, head: u64, luo: &mut Luo) -> Result<usize> {
+    let mut entries: KVVec<SessionEntry> = KVVec::new();
+    let mut alloc_failed = false;
+    let read = read_chain::<_, SESSION_ENTRY_SIZE>(blocks, head, |bytes| {
+        let entry = SessionEntry::decode(bytes)?;
+        if entries.push(entry, GFP_KERNEL).is_err() {
+            alloc_failed = true;
+            return Err(ChainError::TooLong);
+        }
+        Ok(())
+    });
+    if alloc_failed {
+        return Err(ENOMEM);
+    }
+    if let Err(e) = read {
+        pr_err!("session chain from the previous kernel rejected: {:?}\n", e);
+        return Err(EINVAL);
+    }
+
+    let mut restored = 0;
+    for entry in entries.iter() {
+        if luo.incoming.get(entry.name.as_field()).is_some() {
+            pr_err!("duplicate session {:?} from the previous kernel dropped\n", entry.name);
+            continue;
+        }
+        let mut files = KVVec::new();
+        let mut alloc_failed = false;
+        let read = read_chain_exact::<_, FILE_ENTRY_SIZE>(
+            blocks,
+            entry.files_pa,
+            entry.files_count,
+            |bytes| {
+                let f = FileEntry::decode(bytes)?;
+                if files
+                    .push(LuoFile::incoming(f.compatible, f.data, f.token), GFP_KERNEL)
+                    .is_err()
+                {
+                    alloc_failed = true;
+                    return Err(ChainError::TooLong);
+                }
+                Ok(())
+            },
+        );
+        if let Err(e) = read {
+            if alloc_failed {
+                return Err(ENOMEM);
+            }
+            pr_err!("session {:?} dropped: its file chain is invalid: {:?}\n", entry.name, e);
+            continue;
+        }
+        luo.incoming.insert(Session::new(entry.name, true, files)?)?;
+        restored += 1;
+    }
+    Ok(restored)
+}
+
+/// Looks up the handler of every incoming file, pinning its module.
+///
+/// Runs on the first open of `/dev/liveupdate`, once every built-in handler has
+/// registered. A session with a file that no handler claims is dropped.
+pub(crate) fn bind_incoming_handlers(luo: &mut Luo) {
+    let mut unbound: KVec<[u8; SESSION_NAME_LEN]> = KVec::new();
+    for (key, session) in luo.incoming.iter() {
+        let mut state = session.state.lock();
+        let mut missing = None;
+        for file in state.files.iter_mut() {
+            let handler = luo
+                .handlers
+                .iter()
+                .find(|h| h.compatible() == c_str_bytes(&file.compatible))
+                .copied();
+            match handler {
+                Some(h) if h.get_module() => file.handler = Some(h),
+                _ => {
+                    missing = Some(file.compatible);
+                    break;
+                }
+            }
+        }
+        if let Some(compatible) = missing {
+            pr_err!(
+                "session {:?} dropped: no handler for file type {:?}\n",
+                session.name,
+                kernel::str::BStr::from_bytes(c_str_bytes(&compatible))
+            );
+            for file in state.files.iter_mut() {
+                if let Some(h) = file.handler.take() {
+                    h.put_module();
+                }
+            }
+            if unbound.push(*key, GFP_KERNEL).is_err() {
+                // Without memory to drop it the session stays, with no way to retrieve
+                // its unbound files: they answer ENOENT.
+                continue;
+            }
+        }
+    }
+    for key in unbound.iter() {
+        luo.incoming.remove(key);
+    }
+}
+
+// The serialized layouts are the ones bindgen sees in the C headers.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<bindings::luo_session_ser>() == SESSION_ENTRY_SIZE);
+    assert!(offset_of!(bindings::luo_session_ser, file_set_ser) == 64);
+    assert!(size_of::<bindings::luo_file_set_ser>() == 16);
+    assert!(size_of::<bindings::luo_file_ser>() == FILE_ENTRY_SIZE);
+    assert!(offset_of!(bindings::luo_file_ser, data) == 48);
+    assert!(offset_of!(bindings::luo_file_ser, token) == 56);
+    assert!(size_of::<bindings::kho_block_header_ser>() == 16);
+    assert!(size_of::<bindings::luo_ser>() == crate::abi::format::ROOT_SIZE);
+    assert!(offset_of!(bindings::luo_ser, liveupdate_num) == 8);
+    assert!(offset_of!(bindings::luo_ser, sessions_pa) == 16);
+    assert!(offset_of!(bindings::luo_ser, flbs_pa) == 24);
+};

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ioctl argument protocol of `include/uapi/linux/liveupdate.h`.
+//!
+//! Every argument structure starts with a `u32` size that userspace sets to the size it
+//! knows. The kernel accepts smaller structures down to a minimum (missing fields read
+//! as zero) and larger ones whose extra bytes are all zero, and writes back no more than
+//! userspace gave.
+
+use kernel::{
+    bindings,
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
+
+/// The ioctl type of every LUO command.
+const LIVEUPDATE_IOCTL_TYPE: u32 = 0xBA;
+
+/// The command number `_IO(0xBA, nr)`: LUO commands carry no direction or size bits.
+pub(crate) const fn ioctl_cmd(nr: u32) -> u32 {
+    (LIVEUPDATE_IOCTL_TYPE << 8) | nr
+}
+
+/// The number part of an ioctl command (`_IOC_NR`).
+pub(crate) const fn ioctl_nr(cmd: u32) -> u32 {
+    cmd & 0xff
+}
+
+/// Size of `struct liveupdate_ioctl_create_session` and `..._retrieve_session`.
+pub(crate) const SESSION_ARG_SIZE: usize = 72;
+/// Size of `struct liveupdate_session_preserve_fd` and `..._retrieve_fd`.
+pub(crate) const FD_ARG_SIZE: usize = 16;
+/// Size of `struct liveupdate_session_finish`.
+pub(crate) const FINISH_ARG_SIZE: usize = 8;
+/// Size of `struct liveupdate_session_get_name`.
+pub(crate) const GET_NAME_ARG_SIZE: usize = 72;
+
+// The layouts above are the ones bindgen sees in the UAPI header.
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<bindings::liveupdate_ioctl_create_session>() == SESSION_ARG_SIZE);
+    assert!(size_of::<bindings::liveupdate_ioctl_retrieve_session>() == SESSION_ARG_SIZE);
+    assert!(offset_of!(bindings::liveupdate_ioctl_create_session, fd) == 4);
+    assert!(offset_of!(bindings::liveupdate_ioctl_create_session, name) == 8);
+    assert!(size_of::<bindings::liveupdate_session_preserve_fd>() == FD_ARG_SIZE);
+    assert!(size_of::<bindings::liveupdate_session_retrieve_fd>() == FD_ARG_SIZE);
+    assert!(offset_of!(bindings::liveupdate_session_preserve_fd, token) == 8);
+    assert!(size_of::<bindings::liveupdate_session_finish>() == FINISH_ARG_SIZE);
+    assert!(size_of::<bindings::liveupdate_session_get_name>() == GET_NAME_ARG_SIZE);
+    assert!(offset_of!(bindings::liveupdate_session_get_name, name) == 8);
+};
+
+/// One ioctl's argument structure of `K` bytes, copied in from userspace.
+pub(crate) struct UserCommand<const K: usize> {
+    arg: usize,
+    user_size: usize,
+    /// The structure, zero-filled past what userspace provided.
+    pub(crate) buf: [u8; K],
+}
+
+/// Reads the leading size field of the argument at `arg`.
+pub(crate) fn user_size(arg: usize) -> Result<u32> {
+    UserSlice::new(UserPtr::from_addr(arg), 4).reader().read::<u32>()
+}
+
+impl<const K: usize> UserCommand<K> {
+    /// Copies in the structure after its size field was read and checked against the
+    /// command; fails with `EINVAL` below `min_size` and `E2BIG` for non-zero extra bytes.
+    pub(crate) fn fetch(arg: usize, user_size: u32, min_size: usize) -> Result<Self> {
+        let user_size = user_size as usize;
+        if user_size < min_size {
+            return Err(EINVAL);
+        }
+        let mut reader = UserSlice::new(UserPtr::from_addr(arg), user_size).reader();
+        let mut buf = [0u8; K];
+        let known = user_size.min(K);
+        reader.read_slice(&mut buf[..known])?;
+        let mut chunk = [0u8; 64];
+        while !reader.is_empty() {
+            let n = reader.len().min(chunk.len());
+            reader.read_slice(&mut chunk[..n])?;
+            if chunk[..n].iter().any(|&b| b != 0) {
+                return Err(E2BIG);
+            }
+        }
+        Ok(Self {
+            arg,
+            user_size,
+            buf,
+        })
+    }
+
+    /// Reads a native-endian `u32` field.
+    pub(crate) fn u32_at(&self, offset: usize) -> u32 {
+        let mut word = [0u8; 4];
+        word.copy_from_slice(&self.buf[offset..offset + 4]);
+        u32::from_ne_bytes(word)
+    }
+
+    /// Reads a native-endian `u64` field.
+    pub(crate) fn u64_at(&self, offset: usize) -> u64 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.buf[offset..offset + 8]);
+        u64::from_ne_bytes(word)
+    }
+
+    /// Writes a native-endian `i32` field of the reply.
+    pub(crate) fn set_i32(&mut self, offset: usize, value: i32) {
+        self.buf[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
+    }
+
+    /// Copies the reply back, no more than userspace's size.
+    pub(crate) fn respond(&self) -> Result {
+        let len = self.user_size.min(K);
+        UserSlice::new(UserPtr::from_addr(self.arg), len)
+            .writer()
+            .write_slice(&self.buf[..len])
+    }
+}
