@@ -98,10 +98,7 @@ impl<const N: usize> OutgoingChain<N> {
 
     /// Writes entry `index`; the chain must have room for it.
     pub(crate) fn store(&mut self, index: usize, encode: impl FnOnce(&mut [u8; N])) -> Result {
-        let block = self
-            .blocks
-            .get_mut(index / Self::PER_BLOCK)
-            .ok_or(ENOSPC)?;
+        let block = self.blocks.get_mut(index / Self::PER_BLOCK).ok_or(ENOSPC)?;
         let slot = entry_slot::<N>(block.bytes_mut(), index % Self::PER_BLOCK).ok_or(ENOSPC)?;
         encode(slot);
         Ok(())

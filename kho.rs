@@ -89,7 +89,11 @@ pub(crate) fn add_luo_subtree(root: &PreservedPage, size: usize) -> Result {
     // SAFETY: The name is a static NUL-terminated string and `root` is a live preserved
     // page of at least `size` bytes that the caller keeps until reboot.
     to_result(unsafe {
-        bindings::kho_add_subtree(LUO_KHO_ENTRY_NAME.as_char_ptr(), root.ptr.as_ptr().cast(), size)
+        bindings::kho_add_subtree(
+            LUO_KHO_ENTRY_NAME.as_char_ptr(),
+            root.ptr.as_ptr().cast(),
+            size,
+        )
     })
 }
 

@@ -41,7 +41,9 @@ mod uapi;
 
 pub use luo_file::{liveupdate_register_file_handler, liveupdate_unregister_file_handler};
 
-use abi::format::{FlbHeader, Root, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE, SESSION_NAME_LEN};
+use abi::format::{
+    FlbHeader, Root, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE, SESSION_NAME_LEN,
+};
 use block_chain::OutgoingChain;
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
@@ -229,7 +231,10 @@ fn late_init() -> Result {
         return Ok(());
     }
     if let Err(e) = setup_outgoing() {
-        pr_err!("Rust LUO core: cannot prepare the outgoing state ({:?}); live update off\n", e);
+        pr_err!(
+            "Rust LUO core: cannot prepare the outgoing state ({:?}); live update off\n",
+            e
+        );
         ENABLED.store(false, Relaxed);
         return Err(e);
     }
@@ -241,7 +246,10 @@ fn late_init() -> Result {
     )?;
     // The device stays registered for the kernel's lifetime.
     core::mem::forget(device);
-    pr_info!("Rust LUO core ready: /dev/liveupdate (live update #{})\n", LUO.lock().liveupdate_num);
+    pr_info!(
+        "Rust LUO core ready: /dev/liveupdate (live update #{})\n",
+        LUO.lock().liveupdate_num
+    );
     Ok(())
 }
 
@@ -250,7 +258,11 @@ fn setup_outgoing() -> Result {
     let mut root = PreservedPage::new()?;
     let mut flbs = PreservedPage::new()?;
     let flb_header = FlbHeader { pgcnt: 1, count: 0 };
-    if let Some(b) = flbs.bytes_mut().get_mut(..FLB_HEADER_SIZE).and_then(|b| b.try_into().ok()) {
+    if let Some(b) = flbs
+        .bytes_mut()
+        .get_mut(..FLB_HEADER_SIZE)
+        .and_then(|b| b.try_into().ok())
+    {
         flb_header.encode(b);
     }
     let out = Root {
@@ -265,7 +277,11 @@ fn setup_outgoing() -> Result {
 }
 
 fn write_root(page: &mut PreservedPage, root: &Root) {
-    if let Some(b) = page.bytes_mut().get_mut(..ROOT_SIZE).and_then(|b| b.try_into().ok()) {
+    if let Some(b) = page
+        .bytes_mut()
+        .get_mut(..ROOT_SIZE)
+        .and_then(|b| b.try_into().ok())
+    {
         root.encode(b);
     }
 }
@@ -330,7 +346,10 @@ impl MiscDevice for LuoDevice {
     type Ptr = ();
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        if DEVICE_IN_USE.cmpxchg(false, true, kernel::sync::atomic::Full).is_err() {
+        if DEVICE_IN_USE
+            .cmpxchg(false, true, kernel::sync::atomic::Full)
+            .is_err()
+        {
             return Err(EBUSY);
         }
         let mut luo = LUO.lock();

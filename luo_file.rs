@@ -58,8 +58,13 @@ impl FileHandler {
     /// The handler's compatible string, without its NUL.
     pub(crate) fn compatible(&self) -> &[u8] {
         // SAFETY: `c_char` and `u8` have the same layout.
-        let raw: &[u8; HANDLER_COMPAT_LEN] =
-            unsafe { &*self.raw().compatible.as_ptr().cast::<[u8; HANDLER_COMPAT_LEN]>() };
+        let raw: &[u8; HANDLER_COMPAT_LEN] = unsafe {
+            &*self
+                .raw()
+                .compatible
+                .as_ptr()
+                .cast::<[u8; HANDLER_COMPAT_LEN]>()
+        };
         &raw[..c_str_len(raw).unwrap_or(0)]
     }
 
@@ -155,7 +160,13 @@ impl FileHandler {
     /// Rebuilds a file from its handle in the new kernel.
     pub(crate) fn retrieve(&self, data: u64) -> Result<ARef<File>> {
         let retrieve = self.ops().retrieve.ok_or(EINVAL)?;
-        let mut args = self.args(None, HandlerState { data, ..HandlerState::EMPTY });
+        let mut args = self.args(
+            None,
+            HandlerState {
+                data,
+                ..HandlerState::EMPTY
+            },
+        );
         // SAFETY: `args` carries the handle the previous kernel serialized for this handler.
         to_result(unsafe { retrieve(&mut args) })?;
         let file = NonNull::new(args.file).ok_or(EINVAL)?;
@@ -169,7 +180,13 @@ impl FileHandler {
         data: u64,
         retrieve_status: i32,
     ) -> bindings::liveupdate_file_op_args {
-        let mut args = self.args(file, HandlerState { data, ..HandlerState::EMPTY });
+        let mut args = self.args(
+            file,
+            HandlerState {
+                data,
+                ..HandlerState::EMPTY
+            },
+        );
         args.retrieve_status = retrieve_status;
         args
     }

@@ -27,15 +27,14 @@ use kernel::{
 
 use crate::abi::chain::{read_chain, read_chain_exact, ChainError};
 use crate::abi::format::{
-    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_ENTRY_SIZE,
-    SESSION_NAME_LEN,
+    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE,
+    SESSION_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
 use crate::kho::RestoredBlocks;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::uapi::{
-    ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE,
-    GET_NAME_ARG_SIZE,
+    ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
 };
 use crate::{Luo, LUO};
 
@@ -357,7 +356,10 @@ fn session_closed(session: Arc<Session>) {
 /// # Safety
 ///
 /// Called by the VFS for a session file created by [`session_file`], once.
-unsafe extern "C" fn session_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+unsafe extern "C" fn session_release(
+    _inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
     // SAFETY: `private_data` holds the reference that `session_file` gave the file, and
     // release is its last use.
     let session = unsafe { Arc::<Session>::from_foreign((*file).private_data) };
@@ -537,7 +539,10 @@ pub(crate) fn restore(blocks: &mut RestoredBlocks, head: u64, luo: &mut Luo) -> 
     let mut restored = 0;
     for entry in entries.iter() {
         if luo.incoming.get(entry.name.as_field()).is_some() {
-            pr_err!("duplicate session {:?} from the previous kernel dropped\n", entry.name);
+            pr_err!(
+                "duplicate session {:?} from the previous kernel dropped\n",
+                entry.name
+            );
             continue;
         }
         let mut files = KVVec::new();
@@ -562,10 +567,15 @@ pub(crate) fn restore(blocks: &mut RestoredBlocks, head: u64, luo: &mut Luo) -> 
             if alloc_failed {
                 return Err(ENOMEM);
             }
-            pr_err!("session {:?} dropped: its file chain is invalid: {:?}\n", entry.name, e);
+            pr_err!(
+                "session {:?} dropped: its file chain is invalid: {:?}\n",
+                entry.name,
+                e
+            );
             continue;
         }
-        luo.incoming.insert(Session::new(entry.name, true, files)?)?;
+        luo.incoming
+            .insert(Session::new(entry.name, true, files)?)?;
         restored += 1;
     }
     Ok(restored)

@@ -60,7 +60,9 @@ pub(crate) struct UserCommand<const K: usize> {
 
 /// Reads the leading size field of the argument at `arg`.
 pub(crate) fn user_size(arg: usize) -> Result<u32> {
-    UserSlice::new(UserPtr::from_addr(arg), 4).reader().read::<u32>()
+    UserSlice::new(UserPtr::from_addr(arg), 4)
+        .reader()
+        .read::<u32>()
 }
 
 impl<const K: usize> UserCommand<K> {

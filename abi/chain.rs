@@ -145,7 +145,9 @@ pub fn read_chain_exact<S: BlockSource, const N: usize>(
 
 fn header_of(block: &[u8]) -> Option<BlockHeader> {
     let bytes = block.get(..BLOCK_HEADER_SIZE)?;
-    Some(BlockHeader::decode(<&[u8; BLOCK_HEADER_SIZE]>::try_from(bytes).ok()?))
+    Some(BlockHeader::decode(
+        <&[u8; BLOCK_HEADER_SIZE]>::try_from(bytes).ok()?,
+    ))
 }
 
 /// Writes a block's header.

@@ -28,7 +28,13 @@ impl FakeMemory {
         for (i, chunk) in entries.chunks(per_block).enumerate() {
             let next = pas.get(i + 1).copied().unwrap_or(0);
             let block = self.page(pas[i]);
-            write_header(block, BlockHeader { next, count: chunk.len() as u64 });
+            write_header(
+                block,
+                BlockHeader {
+                    next,
+                    count: chunk.len() as u64,
+                },
+            );
             for (j, e) in chunk.iter().enumerate() {
                 *entry_slot::<N>(block, j).unwrap() = *e;
             }
@@ -55,8 +61,12 @@ impl BlockSource for FakeMemory {
 
 fn file_entry(i: u64) -> [u8; FILE_ENTRY_SIZE] {
     let mut out = [0u8; FILE_ENTRY_SIZE];
-    FileEntry { compatible: handler_compat(b"memfd-v2").unwrap(), data: i * 3, token: i }
-        .encode(&mut out);
+    FileEntry {
+        compatible: handler_compat(b"memfd-v2").unwrap(),
+        data: i * 3,
+        token: i,
+    }
+    .encode(&mut out);
     out
 }
 
@@ -81,7 +91,11 @@ fn layout_sizes_match_upstream() {
 
 #[test]
 fn root_round_trip_and_compat_check() {
-    let root = Root { liveupdate_num: 7, sessions_pa: 0x1000, flbs_pa: 0x2000 };
+    let root = Root {
+        liveupdate_num: 7,
+        sessions_pa: 0x1000,
+        flbs_pa: 0x2000,
+    };
     let mut bytes = [0u8; ROOT_SIZE];
     root.encode(&mut bytes);
     assert_eq!(&bytes[..8], b"luo-v5\0\0");
@@ -96,7 +110,10 @@ fn root_round_trip_and_compat_check() {
 #[test]
 fn session_names_are_validated() {
     let mut raw = [b'a'; SESSION_NAME_LEN];
-    assert_eq!(SessionName::from_field(&raw), Err(FormatError::Unterminated));
+    assert_eq!(
+        SessionName::from_field(&raw),
+        Err(FormatError::Unterminated)
+    );
     raw[63] = 0;
     assert_eq!(SessionName::from_field(&raw).unwrap().as_bytes().len(), 63);
     raw[0] = 0;
@@ -116,7 +133,10 @@ fn multi_block_chain_round_trips() {
     mem.write_chain(&[0x5000, 0x3000, 0x9000], &entries);
     let files = read_files(&mut mem, 0x5000).unwrap();
     assert_eq!(files.len(), 150);
-    assert!(files.iter().enumerate().all(|(i, f)| f.token == i as u64 && f.data == 3 * i as u64));
+    assert!(files
+        .iter()
+        .enumerate()
+        .all(|(i, f)| f.token == i as u64 && f.data == 3 * i as u64));
     assert_eq!(files[0].compatible_str(), b"memfd-v2");
 }
 
@@ -133,20 +153,44 @@ fn cycle_is_refused() {
     let mut mem = FakeMemory::default();
     let entries: Vec<_> = (0..126).map(file_entry).collect();
     mem.write_chain(&[0x1000, 0x2000], &entries);
-    write_header(mem.page(0x2000), BlockHeader { next: 0x1000, count: 63 });
+    write_header(
+        mem.page(0x2000),
+        BlockHeader {
+            next: 0x1000,
+            count: 63,
+        },
+    );
     assert_eq!(read_files(&mut mem, 0x1000), Err(ChainError::Cycle(0x1000)));
 }
 
 #[test]
 fn bad_addresses_and_counts_are_refused() {
     let mut mem = FakeMemory::default();
-    assert_eq!(read_files(&mut mem, 0x1234), Err(ChainError::Unaligned(0x1234)));
-    assert_eq!(read_files(&mut mem, 0x7000), Err(ChainError::NotPreserved(0x7000)));
+    assert_eq!(
+        read_files(&mut mem, 0x1234),
+        Err(ChainError::Unaligned(0x1234))
+    );
+    assert_eq!(
+        read_files(&mut mem, 0x7000),
+        Err(ChainError::NotPreserved(0x7000))
+    );
     write_header(mem.page(0x1000), BlockHeader { next: 0, count: 0 });
-    assert_eq!(read_files(&mut mem, 0x1000), Err(ChainError::BadCount { pa: 0x1000, count: 0 }));
+    assert_eq!(
+        read_files(&mut mem, 0x1000),
+        Err(ChainError::BadCount {
+            pa: 0x1000,
+            count: 0
+        })
+    );
     let mut mem = FakeMemory::default();
     write_header(mem.page(0x1000), BlockHeader { next: 0, count: 64 });
-    assert_eq!(read_files(&mut mem, 0x1000), Err(ChainError::BadCount { pa: 0x1000, count: 64 }));
+    assert_eq!(
+        read_files(&mut mem, 0x1000),
+        Err(ChainError::BadCount {
+            pa: 0x1000,
+            count: 64
+        })
+    );
 }
 
 #[test]
@@ -169,7 +213,10 @@ fn count_mismatch_is_refused() {
     mem.write_chain(&[0x1000], &entries);
     assert_eq!(
         read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, 11, |_| Ok(())),
-        Err(ChainError::CountMismatch { expected: 11, found: 10 })
+        Err(ChainError::CountMismatch {
+            expected: 11,
+            found: 10
+        })
     );
 }
 
@@ -185,9 +232,17 @@ fn unterminated_compatible_is_refused() {
 #[test]
 fn flb_header_is_bounded() {
     let mut b = [0u8; FLB_HEADER_SIZE];
-    FlbHeader { pgcnt: 1, count: 63 }.encode(&mut b);
+    FlbHeader {
+        pgcnt: 1,
+        count: 63,
+    }
+    .encode(&mut b);
     assert!(FlbHeader::decode(&b, PAGE).is_ok());
-    FlbHeader { pgcnt: 1, count: 64 }.encode(&mut b);
+    FlbHeader {
+        pgcnt: 1,
+        count: 64,
+    }
+    .encode(&mut b);
     assert!(FlbHeader::decode(&b, PAGE).is_err());
     FlbHeader { pgcnt: 2, count: 0 }.encode(&mut b);
     assert!(FlbHeader::decode(&b, PAGE).is_err());
