@@ -1,0 +1,116 @@
+# shellcheck shell=bash
+# Helpers to run one two-stage LUO test in QEMU. Sourced by vmtest.sh,
+# check.sh and run-agent.sh.
+#
+# vm_run NAME TEST_BIN FIRST_KERNEL NEXT_KERNEL
+#   Packs an initramfs (init + TEST_BIN as /test; the outer one also carries
+#   NEXT_KERNEL as /kernel and the inner initramfs as /initrd.img), boots
+#   FIRST_KERNEL under QEMU/TCG and waits for the stage-2 verdict.
+#   Returns 0 iff stage 2 reported success. Sets:
+#     VM_LOG     serial log path
+#     VM_REASON  why it failed (empty on success)
+#     VM_CORE    "c", "rust" or "c -> rust" etc. (from the serial log)
+#     VM_SECS    wall time of the VM run
+#
+# Environment: LUO_CACHE_DIR, LUO_VM_TIMEOUT (s, default 120),
+#   LUO_BIN_DIR (init and test binaries; default $CACHE/out/selftests),
+#   LUO_QEMU_EXTRA (extra QEMU args), LUO_CMDLINE_EXTRA.
+
+LUO_CACHE=${LUO_CACHE_DIR:-$HOME/.cache/luo-rs}
+LUO_BIN_DIR=${LUO_BIN_DIR:-$LUO_CACHE/out/selftests}
+LUO_LOG_DIR=${LUO_LOG_DIR:-$LUO_CACHE/logs}
+LUO_VM_TIMEOUT=${LUO_VM_TIMEOUT:-120}
+
+vm_gen_cpio() {
+	local gen=$LUO_CACHE/out/gen_init_cpio
+	if [ -x "$gen" ]; then
+		"$gen" "$1"
+	else
+		echo "gen_init_cpio missing: build a kernel first" >&2
+		return 1
+	fi
+}
+
+# The core that a kernel boot log section shows.
+vm_core_of() {
+	if grep -q 'Rust LUO core' <<<"$1"; then echo rust; else echo c; fi
+}
+
+vm_run() {
+	local name=$1 bin=$2 first=$3 next=$4
+	local work start end rc first_part second_part c1 c2
+	VM_REASON= VM_CORE=? VM_SECS=0
+	mkdir -p "$LUO_LOG_DIR"
+	VM_LOG=$LUO_LOG_DIR/vm-$name.log
+	work=$(mktemp -d "${TMPDIR:-/tmp}/luo-vm.XXXXXX")
+
+	for f in "$LUO_BIN_DIR/init" "$bin" "$first" "$next"; do
+		if [ ! -f "$f" ]; then
+			VM_REASON="missing $f"
+			rm -rf "$work"
+			return 1
+		fi
+	done
+	cat >"$work/inner.list" <<EOF
+dir /dev 0755 0 0
+dir /proc 0755 0 0
+dir /sys 0755 0 0
+nod /dev/console 0600 0 0 c 5 1
+file /init $LUO_BIN_DIR/init 0755 0 0
+file /test $bin 0755 0 0
+EOF
+	vm_gen_cpio "$work/inner.list" >"$work/inner.cpio" || { VM_REASON="cannot pack initramfs"; return 1; }
+	cp "$work/inner.list" "$work/outer.list"
+	cat >>"$work/outer.list" <<EOF
+file /kernel $next 0644 0 0
+file /initrd.img $work/inner.cpio 0644 0 0
+EOF
+	vm_gen_cpio "$work/outer.list" >"$work/outer.cpio" || { VM_REASON="cannot pack initramfs"; return 1; }
+
+	: >"$VM_LOG"
+	start=$(date +%s.%N)
+	# shellcheck disable=SC2086
+	timeout -s KILL "$LUO_VM_TIMEOUT" qemu-system-x86_64 \
+		-accel tcg -smp 2 -m 2G -nographic -no-reboot -nodefaults \
+		-serial "file:$VM_LOG" \
+		-kernel "$first" -initrd "$work/outer.cpio" \
+		-append "console=ttyS0 liveupdate=on panic=-1 ${LUO_CMDLINE_EXTRA:-}" \
+		${LUO_QEMU_EXTRA:-} </dev/null >"$work/qemu.out" 2>&1
+	rc=$?
+	end=$(date +%s.%N)
+	VM_SECS=$(printf '%.1f' "$(echo "$end - $start" | bc)")
+	tr -d '\r' <"$VM_LOG" >"$work/log" && cp "$work/log" "$VM_LOG"
+	[ -s "$work/qemu.out" ] && { echo "=== qemu output ==="; cat "$work/qemu.out"; } >>"$VM_LOG"
+	rm -rf "$work"
+
+	first_part=$(sed '/LUO-INIT: stage 1 ok, kexec/q' "$VM_LOG")
+	c1=$(vm_core_of "$first_part")
+	if grep -q 'LUO-INIT: stage 1 ok, kexec' "$VM_LOG"; then
+		second_part=$(sed '1,/LUO-INIT: stage 1 ok, kexec/d' "$VM_LOG")
+		c2=$(vm_core_of "$second_part")
+		if [ "$c1" = "$c2" ]; then VM_CORE=$c1; else VM_CORE="$c1 -> $c2"; fi
+	else
+		VM_CORE=$c1
+	fi
+
+	if grep -q '^LUO-RESULT: PASS' "$VM_LOG" && grep -q 'LUO-INIT: stage 2 start' "$VM_LOG"; then
+		return 0
+	fi
+	if grep -q '^LUO-RESULT: FAIL' "$VM_LOG"; then
+		VM_REASON=$(grep -m1 '^LUO-RESULT: FAIL' "$VM_LOG" | sed 's/^LUO-RESULT: FAIL //')
+		local why
+		why=$(grep -m1 ': FAIL: ' "$VM_LOG" || true)
+		[ -n "$why" ] && VM_REASON="$VM_REASON; $why"
+	elif grep -q 'Kernel panic' "$VM_LOG"; then
+		VM_REASON="kernel panic: $(grep -m1 'Kernel panic' "$VM_LOG" | sed 's/^\[[^]]*\] //')"
+	elif [ $rc = 137 ] || [ $rc = 124 ]; then
+		VM_REASON="timeout after ${LUO_VM_TIMEOUT}s (hang)"
+	elif grep -q 'LUO-INIT: stage 2 start' "$VM_LOG"; then
+		VM_REASON="stage 2 gave no result (qemu exit $rc)"
+	elif grep -q 'LUO-INIT: stage 1 ok, kexec' "$VM_LOG"; then
+		VM_REASON="second kernel never reached stage 2 (qemu exit $rc)"
+	else
+		VM_REASON="no stage-2 result (qemu exit $rc)"
+	fi
+	return 1
+}
