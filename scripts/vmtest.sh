@@ -4,14 +4,14 @@
 #   scripts/vmtest.sh [-k FIRST_KERNEL] [-n NEXT_KERNEL] [-c CORE] TEST...
 #
 #   TEST           a test binary name in $LUO_BIN_DIR (default
-#                  $LUO_CACHE_DIR/out/selftests) or a path to one
+#                  build/selftests, made by `make selftests`) or a path
 #   -c rust|c      shorthand for -k $CACHE/out/bzImage-CORE (default rust)
 #   -k IMAGE       kernel booted first (stage 1)
 #   -n IMAGE       kernel kexec'd into (stage 2); default: same as -k
 #   -t SECONDS     per-test timeout (default 120)
 #
 # Prints "KTAP version 1", the plan, one "ok"/"not ok" line per test and
-# "N passed, N failed". Serial logs are kept in $LUO_CACHE_DIR/logs/.
+# "N passed, N failed". Serial logs are kept in build/logs/.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib-vm.sh

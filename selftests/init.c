@@ -7,6 +7,9 @@
  * Stage 2: run "/test -s 2", report the result, reboot (QEMU runs with
  * -no-reboot, so this ends the VM).
  *
+ * If /single-stage exists, "/test" runs once without arguments and no kexec
+ * happens (for single-boot tests such as upstream's liveupdate.c).
+ *
  * The host side (scripts/vmtest.sh) parses these console markers:
  *   LUO-INIT: ...                 progress
  *   LUO-RESULT: PASS              stage 2 succeeded
@@ -31,6 +34,7 @@
 #define NEXT_INITRD "/initrd.img"
 #define TEST_BIN "/test"
 #define STAGE2_ARG "luo_stage=2"
+#define SINGLE_STAGE "/single-stage"
 
 static void say(const char *fmt, ...)
 {
@@ -126,6 +130,7 @@ static int load_next_kernel(const char *cmdline)
 
 static int run_test(int stage)
 {
+	int single = access(SINGLE_STAGE, F_OK) == 0;
 	char arg[8];
 	int status;
 	pid_t pid;
@@ -135,7 +140,7 @@ static int run_test(int stage)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		char *argv[] = { TEST_BIN, "-s", arg, NULL };
+		char *argv[] = { TEST_BIN, single ? NULL : "-s", arg, NULL };
 		char *envp[] = { "PATH=/", NULL };
 
 		execve(TEST_BIN, argv, envp);
@@ -168,6 +173,16 @@ int main(void)
 	stage = strstr(cmdline, STAGE2_ARG) ? 2 : 1;
 	uname(&u);
 	say("stage %d start (kernel %s %s)", stage, u.release, u.version);
+
+	if (access(SINGLE_STAGE, F_OK) == 0) {
+		say("single-stage test, no kexec");
+		rc = run_test(stage);
+		if (rc) {
+			snprintf(why, sizeof(why), "%s exited with %d", TEST_BIN, rc);
+			finish(stage, 0, why);
+		}
+		finish(stage, 1, NULL);
+	}
 
 	if (stage == 1 && load_next_kernel(cmdline))
 		finish(1, 0, "kexec_file_load failed");

@@ -1,0 +1,64 @@
+# Rust LUO core: build, boot and test pipeline.
+#
+#   make run      build the Rust-core kernel and the demo agent, boot it in
+#                 QEMU, live-update (kexec) once and show what survived
+#   make check    full gate: kernel build (CLIPPY=1) + warning check,
+#                 rustfmt, abi cargo test, all VM tests; KTAP output ending
+#                 in "N passed, N failed"
+#   make kernel   Rust-core kernel  -> $(LUO_CACHE_DIR)/out/bzImage-rust
+#   make kernel-c C-core kernel     -> $(LUO_CACHE_DIR)/out/bzImage-c
+#   make selftests  static test binaries -> build/selftests/
+#   make vmtest   VM tests only (against CORE), kernel must be built
+#   make clean    remove build/ (the kernel cache stays; see distclean)
+#
+# CORE=rust|c selects the core that run/check/vmtest use (default rust).
+
+CORE ?= rust
+export CORE
+LUO_CACHE_DIR ?= $(HOME)/.cache/luo-rs
+export LUO_CACHE_DIR
+BUILD := $(CURDIR)/build
+SELFTESTS := $(BUILD)/selftests
+export LUO_BIN_DIR := $(SELFTESTS)
+export LUO_LOG_DIR := $(BUILD)/logs
+VM_TESTS := luo_memfd_pattern luo_multi_block agent \
+	upstream-liveupdate upstream-luo_kexec_simple upstream-luo_multi_session
+
+.PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest clean distclean
+
+all: check
+
+deps:
+	@bash scripts/install-deps.sh
+
+kernel: deps
+	@scripts/build-kernel.sh rust
+
+kernel-c: deps
+	@scripts/build-kernel.sh c
+
+kernel-core: deps
+	@scripts/build-kernel.sh $(CORE)
+
+selftests:
+	@test -f $(LUO_CACHE_DIR)/out/headers/linux/liveupdate.h || \
+		{ echo "[selftests] no kernel headers yet: run make kernel or make kernel-c"; exit 1; }
+	@echo "[selftests] building static test binaries into $(SELFTESTS)"
+	@$(MAKE) -s -C selftests HDR=$(LUO_CACHE_DIR)/out/headers OUT=$(SELFTESTS) \
+		UPSTREAM=$(LUO_CACHE_DIR)/src/tools/testing/selftests all upstream
+
+run: kernel-core
+	@$(MAKE) -s selftests
+	@scripts/run-agent.sh
+
+vmtest: selftests
+	@scripts/vmtest.sh -c $(CORE) $(VM_TESTS)
+
+check:
+	@scripts/check.sh
+
+clean:
+	rm -rf $(BUILD)
+
+distclean: clean
+	rm -rf $(LUO_CACHE_DIR)
