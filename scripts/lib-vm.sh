@@ -96,10 +96,12 @@ EOF
 	[ -s "$work/qemu.out" ] && { echo "=== qemu output ==="; cat "$work/qemu.out"; } >>"$VM_LOG"
 	rm -rf "$work"
 
-	first_part=$(sed '/LUO-INIT: stage 1 ok, kexec/q' "$VM_LOG")
+	# Each kernel's boot log starts with "Linux version"; the first kernel's
+	# shutdown messages come before the second one's banner.
+	first_part=$(awk '/Linux version /{n++} n<=1' "$VM_LOG")
+	second_part=$(awk '/Linux version /{n++} n>=2' "$VM_LOG")
 	c1=$(vm_core_of "$first_part")
-	if grep -q 'LUO-INIT: stage 1 ok, kexec' "$VM_LOG"; then
-		second_part=$(sed '1,/LUO-INIT: stage 1 ok, kexec/d' "$VM_LOG")
+	if [ -n "$second_part" ]; then
 		c2=$(vm_core_of "$second_part")
 		if [ "$c1" = "$c2" ]; then VM_CORE=$c1; else VM_CORE="$c1 -> $c2"; fi
 	else
