@@ -46,12 +46,12 @@ kernel_ok=0
 b0=$(date +%s)
 args=()
 [ "$CORE" = rust ] && args+=(--fresh-rust)
-if scripts/build-kernel.sh "$CORE" "${args[@]}" >build/logs/build-kernel-$CORE.out 2>&1; then
+# Progress lines are streamed (as KTAP comments) while the kernel builds.
+scripts/build-kernel.sh "$CORE" "${args[@]}" 2>&1 | tee build/logs/build-kernel-$CORE.out | indent
+if [ "${PIPESTATUS[0]}" = 0 ]; then
 	kernel_ok=1
-	indent <build/logs/build-kernel-$CORE.out
 	ok "kernel-build-$CORE" "$(($(date +%s) - b0))s"
 else
-	tail -n 40 build/logs/build-kernel-$CORE.out | indent
 	notok "kernel-build-$CORE" "build failed, see $LUO_CACHE/logs/build-$CORE.log"
 fi
 

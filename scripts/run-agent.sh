@@ -13,7 +13,7 @@ next=${LUO_NEXT_KERNEL:-$first}
 
 echo "[run] booting $first (next kernel: $next) under QEMU/TCG"
 if vm_run agent "$LUO_BIN_DIR/agent" "$first" "$next"; then rc=0; else rc=1; fi
-grep -E '^(agent: |LUO-INIT: |LUO-RESULT: )' "$VM_LOG" | grep -v 'holder pid\|stage [12]: \(preparing\|verifying\)'
+grep -E '^(agent: |LUO-INIT: |LUO-RESULT: |luo: )' "$VM_LOG" | grep -v 'holder pid\|stage [12]: \(preparing\|verifying\)'
 echo "[run] core: $VM_CORE, VM time ${VM_SECS}s, serial log: $VM_LOG"
 if [ $rc = 0 ]; then
 	echo "[run] PASS: the agent's state survived the live update"
