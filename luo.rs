@@ -35,6 +35,7 @@ pub mod abi;
 mod block_chain;
 mod boot;
 mod kho;
+mod layout;
 mod luo_file;
 mod luo_session;
 mod uapi;

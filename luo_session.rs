@@ -626,19 +626,3 @@ pub(crate) fn bind_incoming_handlers(luo: &mut Luo) {
         luo.incoming.remove(key);
     }
 }
-
-// The serialized layouts are the ones bindgen sees in the C headers.
-const _: () = {
-    use core::mem::{offset_of, size_of};
-    assert!(size_of::<bindings::luo_session_ser>() == SESSION_ENTRY_SIZE);
-    assert!(offset_of!(bindings::luo_session_ser, file_set_ser) == 64);
-    assert!(size_of::<bindings::luo_file_set_ser>() == 16);
-    assert!(size_of::<bindings::luo_file_ser>() == FILE_ENTRY_SIZE);
-    assert!(offset_of!(bindings::luo_file_ser, data) == 48);
-    assert!(offset_of!(bindings::luo_file_ser, token) == 56);
-    assert!(size_of::<bindings::kho_block_header_ser>() == 16);
-    assert!(size_of::<bindings::luo_ser>() == crate::abi::format::ROOT_SIZE);
-    assert!(offset_of!(bindings::luo_ser, liveupdate_num) == 8);
-    assert!(offset_of!(bindings::luo_ser, sessions_pa) == 16);
-    assert!(offset_of!(bindings::luo_ser, flbs_pa) == 24);
-};

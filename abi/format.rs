@@ -100,25 +100,36 @@ pub struct Root {
 }
 
 impl Root {
+    /// Offset of `compatible`.
+    pub const COMPATIBLE_OFFSET: usize = 0;
+    /// Offset of `liveupdate_num`.
+    pub const LIVEUPDATE_NUM_OFFSET: usize = 8;
+    /// Offset of `sessions_pa`.
+    pub const SESSIONS_PA_OFFSET: usize = 16;
+    /// Offset of `flbs_pa`.
+    pub const FLBS_PA_OFFSET: usize = 24;
+
     /// Writes the root, compatible string included.
     pub fn encode(&self, out: &mut [u8; ROOT_SIZE]) {
-        put_c_str(&mut out[..LUO_COMPAT_LEN], LUO_COMPATIBLE);
-        put_u64(out, 8, self.liveupdate_num);
-        put_u64(out, 16, self.sessions_pa);
-        put_u64(out, 24, self.flbs_pa);
+        let compat = Self::COMPATIBLE_OFFSET;
+        put_c_str(&mut out[compat..compat + LUO_COMPAT_LEN], LUO_COMPATIBLE);
+        put_u64(out, Self::LIVEUPDATE_NUM_OFFSET, self.liveupdate_num);
+        put_u64(out, Self::SESSIONS_PA_OFFSET, self.sessions_pa);
+        put_u64(out, Self::FLBS_PA_OFFSET, self.flbs_pa);
     }
 
     /// Reads a root, refusing any other compatible string or padding.
     pub fn decode(bytes: &[u8; ROOT_SIZE]) -> Result<Self, FormatError> {
         let mut expected = [0u8; LUO_COMPAT_LEN];
         put_c_str(&mut expected, LUO_COMPATIBLE);
-        if bytes[..LUO_COMPAT_LEN] != expected {
+        let compat = Self::COMPATIBLE_OFFSET;
+        if bytes[compat..compat + LUO_COMPAT_LEN] != expected {
             return Err(FormatError::IncompatibleRoot);
         }
         Ok(Self {
-            liveupdate_num: get_u64(bytes, 8),
-            sessions_pa: get_u64(bytes, 16),
-            flbs_pa: get_u64(bytes, 24),
+            liveupdate_num: get_u64(bytes, Self::LIVEUPDATE_NUM_OFFSET),
+            sessions_pa: get_u64(bytes, Self::SESSIONS_PA_OFFSET),
+            flbs_pa: get_u64(bytes, Self::FLBS_PA_OFFSET),
         })
     }
 }
@@ -133,17 +144,22 @@ pub struct BlockHeader {
 }
 
 impl BlockHeader {
+    /// Offset of `next`.
+    pub const NEXT_OFFSET: usize = 0;
+    /// Offset of `count`.
+    pub const COUNT_OFFSET: usize = 8;
+
     /// Writes the header.
     pub fn encode(&self, out: &mut [u8; BLOCK_HEADER_SIZE]) {
-        put_u64(out, 0, self.next);
-        put_u64(out, 8, self.count);
+        put_u64(out, Self::NEXT_OFFSET, self.next);
+        put_u64(out, Self::COUNT_OFFSET, self.count);
     }
 
     /// Reads a header; the caller checks `count` against the block's capacity.
     pub fn decode(bytes: &[u8; BLOCK_HEADER_SIZE]) -> Self {
         Self {
-            next: get_u64(bytes, 0),
-            count: get_u64(bytes, 8),
+            next: get_u64(bytes, Self::NEXT_OFFSET),
+            count: get_u64(bytes, Self::COUNT_OFFSET),
         }
     }
 }
@@ -208,21 +224,30 @@ pub struct SessionEntry {
 }
 
 impl SessionEntry {
+    /// Offset of `name`.
+    pub const NAME_OFFSET: usize = 0;
+    /// Offset of `file_set_ser.files`.
+    pub const FILES_PA_OFFSET: usize = 64;
+    /// Offset of `file_set_ser.count`.
+    pub const FILES_COUNT_OFFSET: usize = 72;
+
     /// Writes the entry.
     pub fn encode(&self, out: &mut [u8; SESSION_ENTRY_SIZE]) {
-        out[..SESSION_NAME_LEN].copy_from_slice(self.name.as_field());
-        put_u64(out, 64, self.files_pa);
-        put_u64(out, 72, self.files_count);
+        let name = Self::NAME_OFFSET;
+        out[name..name + SESSION_NAME_LEN].copy_from_slice(self.name.as_field());
+        put_u64(out, Self::FILES_PA_OFFSET, self.files_pa);
+        put_u64(out, Self::FILES_COUNT_OFFSET, self.files_count);
     }
 
     /// Reads the entry, validating the name.
     pub fn decode(bytes: &[u8; SESSION_ENTRY_SIZE]) -> Result<Self, FormatError> {
         let mut raw = [0u8; SESSION_NAME_LEN];
-        raw.copy_from_slice(&bytes[..SESSION_NAME_LEN]);
+        let name = Self::NAME_OFFSET;
+        raw.copy_from_slice(&bytes[name..name + SESSION_NAME_LEN]);
         Ok(Self {
             name: SessionName::from_field(&raw)?,
-            files_pa: get_u64(bytes, 64),
-            files_count: get_u64(bytes, 72),
+            files_pa: get_u64(bytes, Self::FILES_PA_OFFSET),
+            files_count: get_u64(bytes, Self::FILES_COUNT_OFFSET),
         })
     }
 }
@@ -242,27 +267,36 @@ pub struct FileEntry {
 }
 
 impl FileEntry {
+    /// Offset of `compatible`.
+    pub const COMPATIBLE_OFFSET: usize = 0;
+    /// Offset of `data`.
+    pub const DATA_OFFSET: usize = 48;
+    /// Offset of `token`.
+    pub const TOKEN_OFFSET: usize = 56;
+
     /// Writes the entry.
     pub fn encode(&self, out: &mut [u8; FILE_ENTRY_SIZE]) {
-        out[..HANDLER_COMPAT_LEN].copy_from_slice(&self.compatible);
-        put_u64(out, 48, self.data);
-        put_u64(out, 56, self.token);
+        let compat = Self::COMPATIBLE_OFFSET;
+        out[compat..compat + HANDLER_COMPAT_LEN].copy_from_slice(&self.compatible);
+        put_u64(out, Self::DATA_OFFSET, self.data);
+        put_u64(out, Self::TOKEN_OFFSET, self.token);
     }
 
     /// Reads the entry; the compatible string must be NUL-terminated and non-empty.
     pub fn decode(bytes: &[u8; FILE_ENTRY_SIZE]) -> Result<Self, FormatError> {
         let mut compatible = [0u8; HANDLER_COMPAT_LEN];
-        match c_str_len(&bytes[..HANDLER_COMPAT_LEN]) {
+        let field = &bytes[Self::COMPATIBLE_OFFSET..Self::COMPATIBLE_OFFSET + HANDLER_COMPAT_LEN];
+        match c_str_len(field) {
             None => return Err(FormatError::Unterminated),
             Some(0) => return Err(FormatError::EmptyName),
             // Only the string is kept: stale bytes after the NUL must not take part in
             // handler lookup.
-            Some(len) => compatible[..len].copy_from_slice(&bytes[..len]),
+            Some(len) => compatible[..len].copy_from_slice(&field[..len]),
         }
         Ok(Self {
             compatible,
-            data: get_u64(bytes, 48),
-            token: get_u64(bytes, 56),
+            data: get_u64(bytes, Self::DATA_OFFSET),
+            token: get_u64(bytes, Self::TOKEN_OFFSET),
         })
     }
 
@@ -282,17 +316,22 @@ pub struct FlbHeader {
 }
 
 impl FlbHeader {
+    /// Offset of `pgcnt`.
+    pub const PGCNT_OFFSET: usize = 0;
+    /// Offset of `count`.
+    pub const COUNT_OFFSET: usize = 8;
+
     /// Writes the header.
     pub fn encode(&self, out: &mut [u8; FLB_HEADER_SIZE]) {
-        put_u64(out, 0, self.pgcnt);
-        put_u64(out, 8, self.count);
+        put_u64(out, Self::PGCNT_OFFSET, self.pgcnt);
+        put_u64(out, Self::COUNT_OFFSET, self.count);
     }
 
     /// Reads the header and checks that its entries fit in its pages.
     pub fn decode(bytes: &[u8; FLB_HEADER_SIZE], page_size: usize) -> Result<Self, FormatError> {
         let header = Self {
-            pgcnt: get_u64(bytes, 0),
-            count: get_u64(bytes, 8),
+            pgcnt: get_u64(bytes, Self::PGCNT_OFFSET),
+            count: get_u64(bytes, Self::COUNT_OFFSET),
         };
         if header.pgcnt != 1 {
             return Err(FormatError::BadFlbHeader);
