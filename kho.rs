@@ -173,11 +173,6 @@ impl RestoredBlocks {
             pages: RBTree::new(),
         }
     }
-
-    /// Claims the single page at `phys` (the root) and returns its bytes.
-    pub(crate) fn claim_page(&mut self, phys: u64) -> Result<&[u8], ClaimError> {
-        <Self as BlockSource>::claim(self, phys)
-    }
 }
 
 impl BlockSource for RestoredBlocks {
@@ -199,5 +194,9 @@ impl BlockSource for RestoredBlocks {
             .get(&pa)
             .map(RestoredPage::bytes)
             .ok_or(ClaimError::NotPreserved)
+    }
+
+    fn claimed(&self, pa: u64) -> Option<&[u8]> {
+        self.pages.get(&pa).map(RestoredPage::bytes)
     }
 }

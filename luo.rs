@@ -45,10 +45,11 @@ pub use luo_file::{liveupdate_register_file_handler, liveupdate_unregister_file_
 use abi::format::{
     FlbHeader, Root, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE, SESSION_NAME_LEN,
 };
+use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
-use luo_session::{IncomingSessions, Session};
+use luo_session::{IncomingBuilder, IncomingSessions, Session};
 
 /// Prefix of every log line of the core.
 const __LOG_PREFIX: &[u8] = b"luo\0";
@@ -170,59 +171,33 @@ fn early_init() {
     };
     let mut luo = LUO.lock();
     let mut blocks = RestoredBlocks::new();
-    match restore(&mut luo, &mut blocks, phys, size) {
-        Ok(sessions) => pr_info!(
-            "Rust LUO core: live update #{} restored {} sessions\n",
-            luo.liveupdate_num,
-            sessions
-        ),
-        Err(e) => pr_err!(
-            "state from the previous kernel rejected ({:?}); starting without sessions\n",
-            e
-        ),
+    let mut builder = IncomingBuilder::new(&mut luo);
+    let result = abi::restore::restore(&mut blocks, phys, size, &mut builder);
+    let (sessions, files) = (builder.sessions, builder.files);
+    match result {
+        Ok(found) => {
+            luo.liveupdate_num = found.root.liveupdate_num;
+            pr_info!(
+                "Rust LUO core: live update #{}: restored {} of {} sessions, {} files\n",
+                found.root.liveupdate_num,
+                sessions,
+                found.sessions_seen,
+                files
+            );
+            if found.flb_count != 0 {
+                pr_warn!(
+                    "{} FLB objects from the previous kernel ignored: FLBs are not supported\n",
+                    found.flb_count
+                );
+            }
+        }
+        Err(RestoreError::OutOfMemory) => {
+            pr_err!("out of memory while restoring the previous kernel's sessions\n")
+        }
+        // Already logged by the builder.
+        Err(RestoreError::Rejected) => {}
     }
     // `blocks` goes out of scope here: every page claimed while reading is freed.
-}
-
-fn restore(luo: &mut Luo, blocks: &mut RestoredBlocks, phys: u64, size: usize) -> Result<usize> {
-    if size < ROOT_SIZE {
-        pr_err!("LUO root is too small ({} bytes)\n", size);
-        return Err(EINVAL);
-    }
-    let bytes = blocks.claim_page(phys).map_err(|_| {
-        pr_err!("LUO root at {:#x} is not preserved memory\n", phys);
-        EINVAL
-    })?;
-    let root_bytes: &[u8; ROOT_SIZE] = bytes
-        .get(..ROOT_SIZE)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(EINVAL)?;
-    let root = Root::decode(root_bytes).map_err(|_| {
-        pr_err!("LUO root is not \"luo-v5\"\n");
-        EINVAL
-    })?;
-    luo.liveupdate_num = root.liveupdate_num;
-    if root.flbs_pa != 0 {
-        check_flbs(blocks, root.flbs_pa);
-    }
-    luo_session::restore(blocks, root.sessions_pa, luo)
-}
-
-/// Claims the previous kernel's FLB page so it is freed with the other blocks.
-fn check_flbs(blocks: &mut RestoredBlocks, phys: u64) {
-    let Ok(bytes) = blocks.claim_page(phys) else {
-        pr_err!("FLB page at {:#x} is not preserved memory; ignored\n", phys);
-        return;
-    };
-    let header = bytes
-        .get(..FLB_HEADER_SIZE)
-        .and_then(|b| b.try_into().ok())
-        .map(|b| FlbHeader::decode(b, kernel::page::PAGE_SIZE));
-    match header {
-        Some(Ok(h)) if h.count == 0 => {}
-        Some(Ok(h)) => pr_warn!("{} FLB objects from the previous kernel ignored\n", h.count),
-        _ => pr_err!("FLB page from the previous kernel is malformed; ignored\n"),
-    }
 }
 
 /// Late boot: publishes the outgoing root and registers `/dev/liveupdate`.

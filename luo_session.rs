@@ -25,13 +25,11 @@ use kernel::{
     types::ForeignOwnable,
 };
 
-use crate::abi::chain::{read_chain, read_chain_exact, ChainError};
 use crate::abi::format::{
-    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE,
-    SESSION_ENTRY_SIZE, SESSION_NAME_LEN,
+    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
+use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::block_chain::OutgoingChain;
-use crate::kho::RestoredBlocks;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::uapi::{
     ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
@@ -513,72 +511,90 @@ fn thaw_files(state: &mut SessionState, count: usize) {
     state.blocks.set_count(0);
 }
 
-/// Reads the session chain at `head` and every session's file chain.
+/// Builds the incoming sessions from what [`abi::restore::restore`] reads.
 ///
-/// A session whose entry or file chain is malformed, or whose name repeats, is dropped
-/// with an error; the others are kept. A malformed session chain drops all of them.
-pub(crate) fn restore(blocks: &mut RestoredBlocks, head: u64, luo: &mut Luo) -> Result<usize> {
-    let mut entries: KVVec<SessionEntry> = KVVec::new();
-    let mut alloc_failed = false;
-    let read = read_chain::<_, SESSION_ENTRY_SIZE>(blocks, head, |bytes| {
-        let entry = SessionEntry::decode(bytes)?;
-        if entries.push(entry, GFP_KERNEL).is_err() {
-            alloc_failed = true;
-            return Err(ChainError::TooLong);
+/// [`abi::restore::restore`]: crate::abi::restore::restore
+pub(crate) struct IncomingBuilder<'a> {
+    luo: &'a mut Luo,
+    current: Option<(SessionName, KVVec<LuoFile>)>,
+    /// Sessions restored so far.
+    pub(crate) sessions: usize,
+    /// Files restored so far.
+    pub(crate) files: usize,
+}
+
+impl<'a> IncomingBuilder<'a> {
+    /// A builder that adds to `luo`'s incoming sessions.
+    pub(crate) fn new(luo: &'a mut Luo) -> Self {
+        Self {
+            luo,
+            current: None,
+            sessions: 0,
+            files: 0,
         }
-        Ok(())
-    });
-    if alloc_failed {
-        return Err(ENOMEM);
     }
-    if let Err(e) = read {
-        pr_err!("session chain from the previous kernel rejected: {:?}\n", e);
-        return Err(EINVAL);
+}
+
+impl RestoreSink for IncomingBuilder<'_> {
+    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
+        if self.luo.incoming.get(entry.name.as_field()).is_some() {
+            return Ok(false);
+        }
+        self.current = Some((entry.name, KVVec::new()));
+        Ok(true)
     }
 
-    let mut restored = 0;
-    for entry in entries.iter() {
-        if luo.incoming.get(entry.name.as_field()).is_some() {
-            pr_err!(
-                "duplicate session {:?} from the previous kernel dropped\n",
-                entry.name
-            );
-            continue;
-        }
-        let mut files = KVVec::new();
-        let mut alloc_failed = false;
-        let read = read_chain_exact::<_, FILE_ENTRY_SIZE>(
-            blocks,
-            entry.files_pa,
-            entry.files_count,
-            |bytes| {
-                let f = FileEntry::decode(bytes)?;
-                if files
-                    .push(LuoFile::incoming(f.compatible, f.data, f.token), GFP_KERNEL)
-                    .is_err()
-                {
-                    alloc_failed = true;
-                    return Err(ChainError::TooLong);
-                }
-                Ok(())
-            },
-        );
-        if let Err(e) = read {
-            if alloc_failed {
-                return Err(ENOMEM);
-            }
-            pr_err!(
-                "session {:?} dropped: its file chain is invalid: {:?}\n",
-                entry.name,
-                e
-            );
-            continue;
-        }
-        luo.incoming
-            .insert(Session::new(entry.name, true, files)?)?;
-        restored += 1;
+    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
+        let (_, files) = self.current.as_mut().ok_or(OutOfMemory)?;
+        files
+            .push(
+                LuoFile::incoming(entry.compatible, entry.data, entry.token),
+                GFP_KERNEL,
+            )
+            .map_err(|_| OutOfMemory)
     }
-    Ok(restored)
+
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
+        let Some((name, files)) = self.current.take() else {
+            return Ok(());
+        };
+        if !valid {
+            return Ok(());
+        }
+        let nfiles = files.len();
+        let session = Session::new(name, true, files).map_err(|_| OutOfMemory)?;
+        self.luo.incoming.insert(session).map_err(|_| OutOfMemory)?;
+        self.sessions += 1;
+        self.files += nfiles;
+        Ok(())
+    }
+
+    fn rejected(&mut self, what: Rejection) {
+        match what {
+            Rejection::FileChain { name, error } => pr_err!(
+                "session {:?} from the previous kernel dropped: bad file chain: {:?}\n",
+                name,
+                error
+            ),
+            Rejection::DuplicateSession(name) => pr_err!(
+                "session {:?} from the previous kernel dropped: its name repeats\n",
+                name
+            ),
+            Rejection::SessionEntry { index, error } => pr_err!(
+                "session #{} from the previous kernel dropped: bad entry: {:?}\n",
+                index,
+                error
+            ),
+            Rejection::FlbPage(pa) => pr_err!(
+                "FLB page at {:#x} from the previous kernel ignored: malformed\n",
+                pa
+            ),
+            other => pr_err!(
+                "state from the previous kernel rejected, no session restored: {:?}\n",
+                other
+            ),
+        }
+    }
 }
 
 /// Looks up the handler of every incoming file, pinning its module.

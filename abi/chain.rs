@@ -36,6 +36,9 @@ pub trait BlockSource {
     /// Must return [`ClaimError::AlreadyClaimed`] for a block claimed before, and never
     /// a slice shorter than [`BlockSource::block_size`].
     fn claim(&mut self, pa: u64) -> Result<&[u8], ClaimError>;
+
+    /// The bytes of a block claimed before, if any.
+    fn claimed(&self, pa: u64) -> Option<&[u8]>;
 }
 
 /// Why a chain was refused. A refused chain is dropped whole.
@@ -65,6 +68,8 @@ pub enum ChainError {
     },
     /// An entry is malformed.
     Entry(FormatError),
+    /// The consumer of the entries could not take one (out of memory).
+    Consumer,
 }
 
 impl From<FormatError> for ChainError {
@@ -78,11 +83,12 @@ impl From<FormatError> for ChainError {
 ///
 /// `head == 0` is the empty chain. Blocks are claimed from `source` as they are reached;
 /// on error the caller drops everything it collected, and the source releases the
-/// blocks it handed out.
+/// blocks it handed out. Each entry is copied out before `visit` sees it, so `visit`
+/// may walk other chains of the same source (a session's files, for instance).
 pub fn read_chain<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
-    mut visit: impl FnMut(&[u8; N]) -> Result<(), ChainError>,
+    mut visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
 ) -> Result<u64, ChainError> {
     let block_size = source.block_size();
     let per_block = entries_per_block(block_size, N) as u64;
@@ -97,12 +103,12 @@ pub fn read_chain<S: BlockSource, const N: usize>(
         if pa % block_size as u64 != 0 {
             return Err(ChainError::Unaligned(pa));
         }
-        let block = match source.claim(pa) {
-            Ok(block) if block.len() >= block_size => block,
-            Ok(_) | Err(ClaimError::NotPreserved) => return Err(ChainError::NotPreserved(pa)),
+        let header = match source.claim(pa) {
+            Ok(block) if block.len() >= block_size => header_of(block),
+            Ok(_) | Err(ClaimError::NotPreserved) => None,
             Err(ClaimError::AlreadyClaimed) => return Err(ChainError::Cycle(pa)),
         };
-        let header = header_of(block).ok_or(ChainError::NotPreserved(pa))?;
+        let header = header.ok_or(ChainError::NotPreserved(pa))?;
         if header.count == 0 || header.count > per_block {
             return Err(ChainError::BadCount {
                 pa,
@@ -111,11 +117,12 @@ pub fn read_chain<S: BlockSource, const N: usize>(
         }
         for index in 0..header.count as usize {
             let start = entry_offset(index, N);
-            let entry = block
-                .get(start..start + N)
-                .and_then(|bytes| <&[u8; N]>::try_from(bytes).ok())
+            let entry: [u8; N] = source
+                .claimed(pa)
+                .and_then(|block| block.get(start..start + N))
+                .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
                 .ok_or(ChainError::NotPreserved(pa))?;
-            visit(entry)?;
+            visit(source, &entry)?;
         }
         entries += header.count;
         blocks += 1;
@@ -129,7 +136,7 @@ pub fn read_chain_exact<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
     expected: u64,
-    visit: impl FnMut(&[u8; N]) -> Result<(), ChainError>,
+    visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
 ) -> Result<(), ChainError> {
     // A recorded total that no chain could hold is refused before anything is claimed.
     let per_block = entries_per_block(source.block_size(), N) as u64;

@@ -12,6 +12,7 @@ extern crate std;
 
 pub mod chain;
 pub mod format;
+pub mod restore;
 
 #[cfg(test)]
 mod tests;

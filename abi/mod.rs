@@ -8,3 +8,4 @@
 
 pub mod chain;
 pub mod format;
+pub mod restore;

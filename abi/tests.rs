@@ -3,10 +3,12 @@
 //! Host unit tests of the serialized format and the chain reader.
 
 use std::collections::BTreeMap;
+use std::format;
 use std::vec::Vec;
 
 use crate::chain::*;
 use crate::format::*;
+use crate::restore::*;
 
 const PAGE: usize = 4096;
 
@@ -57,6 +59,14 @@ impl BlockSource for FakeMemory {
         self.claimed.push(pa);
         Ok(&self.pages[&pa])
     }
+
+    fn claimed(&self, pa: u64) -> Option<&[u8]> {
+        if self.claimed.contains(&pa) {
+            self.pages.get(&pa).map(|p| p.as_slice())
+        } else {
+            None
+        }
+    }
 }
 
 fn file_entry(i: u64) -> [u8; FILE_ENTRY_SIZE] {
@@ -72,7 +82,7 @@ fn file_entry(i: u64) -> [u8; FILE_ENTRY_SIZE] {
 
 fn read_files(mem: &mut FakeMemory, head: u64) -> Result<Vec<FileEntry>, ChainError> {
     let mut out = Vec::new();
-    read_chain::<_, FILE_ENTRY_SIZE>(mem, head, |e| {
+    read_chain::<_, FILE_ENTRY_SIZE>(mem, head, |_, e| {
         out.push(FileEntry::decode(e)?);
         Ok(())
     })?;
@@ -144,8 +154,8 @@ fn multi_block_chain_round_trips() {
 fn empty_chain_is_empty() {
     let mut mem = FakeMemory::default();
     assert_eq!(read_files(&mut mem, 0).unwrap().len(), 0);
-    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 1, |_| Ok(())).is_err());
-    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 0, |_| Ok(())).is_ok());
+    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 1, |_, _| Ok(())).is_err());
+    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 0, |_, _| Ok(())).is_ok());
 }
 
 #[test]
@@ -212,7 +222,7 @@ fn count_mismatch_is_refused() {
     let entries: Vec<_> = (0..10).map(file_entry).collect();
     mem.write_chain(&[0x1000], &entries);
     assert_eq!(
-        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, 11, |_| Ok(())),
+        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, 11, |_, _| Ok(())),
         Err(ChainError::CountMismatch {
             expected: 11,
             found: 10
@@ -246,4 +256,201 @@ fn flb_header_is_bounded() {
     assert!(FlbHeader::decode(&b, PAGE).is_err());
     FlbHeader { pgcnt: 2, count: 0 }.encode(&mut b);
     assert!(FlbHeader::decode(&b, PAGE).is_err());
+}
+
+/// A sink that keeps sessions as (name, tokens) and every rejection.
+#[derive(Default)]
+struct Collect {
+    sessions: Vec<(Vec<u8>, Vec<u64>)>,
+    current: Option<(Vec<u8>, Vec<u64>)>,
+    rejected: Vec<Rejection>,
+}
+
+impl RestoreSink for Collect {
+    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
+        let name = entry.name.as_bytes().to_vec();
+        if self.sessions.iter().any(|(n, _)| *n == name) {
+            return Ok(false);
+        }
+        self.current = Some((name, Vec::new()));
+        Ok(true)
+    }
+
+    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
+        self.current.as_mut().unwrap().1.push(entry.token);
+        Ok(())
+    }
+
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
+        let session = self.current.take().unwrap();
+        if valid {
+            self.sessions.push(session);
+        }
+        Ok(())
+    }
+
+    fn rejected(&mut self, what: Rejection) {
+        self.rejected.push(what);
+    }
+}
+
+fn session_entry(name: &[u8], files_pa: u64, files_count: u64) -> [u8; SESSION_ENTRY_SIZE] {
+    let mut field = [0u8; SESSION_NAME_LEN];
+    field[..name.len()].copy_from_slice(name);
+    let mut out = [0u8; SESSION_ENTRY_SIZE];
+    SessionEntry {
+        name: SessionName::from_field(&field).unwrap(),
+        files_pa,
+        files_count,
+    }
+    .encode(&mut out);
+    out
+}
+
+fn write_root(mem: &mut FakeMemory, pa: u64, sessions_pa: u64, flbs_pa: u64) {
+    let mut bytes = [0u8; ROOT_SIZE];
+    Root {
+        liveupdate_num: 3,
+        sessions_pa,
+        flbs_pa,
+    }
+    .encode(&mut bytes);
+    mem.page(pa)[..ROOT_SIZE].copy_from_slice(&bytes);
+}
+
+#[test]
+fn restore_reads_sessions_and_files() {
+    let mut mem = FakeMemory::default();
+    let files: Vec<_> = (0..70).map(file_entry).collect();
+    mem.write_chain(&[0x10000, 0x11000], &files);
+    let sessions = [
+        session_entry(b"a", 0x10000, 70),
+        session_entry(b"empty", 0, 0),
+    ];
+    mem.write_chain(&[0x20000], &sessions);
+    let mut flb = [0u8; FLB_HEADER_SIZE];
+    FlbHeader { pgcnt: 1, count: 0 }.encode(&mut flb);
+    mem.page(0x30000)[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    write_root(&mut mem, 0x1000, 0x20000, 0x30000);
+
+    let mut sink = Collect::default();
+    let found = restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(found.root.liveupdate_num, 3);
+    assert_eq!(found.sessions_seen, 2);
+    assert!(sink.rejected.is_empty());
+    assert_eq!(sink.sessions.len(), 2);
+    assert_eq!(sink.sessions[0].1, (0..70).collect::<Vec<u64>>());
+    assert_eq!(sink.sessions[1], (b"empty".to_vec(), Vec::new()));
+}
+
+#[test]
+fn restore_drops_only_the_bad_session() {
+    let mut mem = FakeMemory::default();
+    let files: Vec<_> = (0..3).map(file_entry).collect();
+    mem.write_chain(&[0x10000], &files);
+    let sessions = [
+        session_entry(b"bad-count", 0x10000, 4),
+        session_entry(b"dup", 0, 0),
+        session_entry(b"dup", 0, 0),
+        session_entry(b"unaligned", 0x10008, 1),
+        session_entry(b"good", 0, 0),
+    ];
+    mem.write_chain(&[0x20000], &sessions);
+    write_root(&mut mem, 0x1000, 0x20000, 0);
+
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    let names: Vec<_> = sink.sessions.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(names, [b"dup".to_vec(), b"good".to_vec()]);
+    assert_eq!(sink.rejected.len(), 3);
+    assert!(matches!(
+        sink.rejected[0],
+        Rejection::FileChain {
+            error: ChainError::CountMismatch {
+                expected: 4,
+                found: 3
+            },
+            ..
+        }
+    ));
+    assert!(matches!(sink.rejected[1], Rejection::DuplicateSession(_)));
+    assert!(matches!(
+        sink.rejected[2],
+        Rejection::FileChain {
+            error: ChainError::Unaligned(0x10008),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn restore_rejects_bad_roots_and_chains() {
+    let mut mem = FakeMemory::default();
+    let mut sink = Collect::default();
+    assert_eq!(
+        restore(&mut mem, 0x1000, 8, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    assert_eq!(
+        restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    mem.page(0x1000)[..8].copy_from_slice(b"luo-v4\0\0");
+    assert_eq!(
+        restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    assert_eq!(
+        sink.rejected,
+        [
+            Rejection::RootTooSmall(8),
+            Rejection::RootNotPreserved(0x1000),
+            Rejection::RootIncompatible
+        ]
+    );
+
+    // A session chain that loops back on itself rejects every session.
+    let mut mem = FakeMemory::default();
+    let sessions: Vec<_> = (0..52)
+        .map(|i| session_entry(format!("s{i}").as_bytes(), 0, 0))
+        .collect();
+    mem.write_chain(&[0x20000, 0x21000], &sessions);
+    write_header(
+        mem.page(0x21000),
+        BlockHeader {
+            next: 0x20000,
+            count: 1,
+        },
+    );
+    write_root(&mut mem, 0x1000, 0x20000, 0);
+    let mut sink = Collect::default();
+    assert_eq!(
+        restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    assert_eq!(
+        sink.rejected.last(),
+        Some(&Rejection::SessionChain(ChainError::Cycle(0x20000)))
+    );
+}
+
+#[test]
+fn restore_refuses_a_file_chain_shared_with_the_session_chain() {
+    let mut mem = FakeMemory::default();
+    let sessions = [
+        session_entry(b"evil", 0x20000, 1),
+        session_entry(b"ok", 0, 0),
+    ];
+    mem.write_chain(&[0x20000], &sessions);
+    write_root(&mut mem, 0x1000, 0x20000, 0);
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.sessions.len(), 1);
+    assert!(matches!(
+        sink.rejected[0],
+        Rejection::FileChain {
+            error: ChainError::Cycle(0x20000),
+            ..
+        }
+    ));
 }

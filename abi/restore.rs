@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reading back everything the previous kernel handed over, with a policy for what
+//! survives bad input.
+//!
+//! [`restore`] reads the root, the FLB header, the session chain and every session's
+//! file chain from a [`BlockSource`], and reports what it found to a [`RestoreSink`].
+//! Nothing is allocated here; the sink builds whatever it keeps.
+//!
+//! Policy:
+//! - a bad root (too small, not preserved, wrong compatible string) or a bad session
+//!   chain rejects everything: no session is restored;
+//! - a session whose entry, name or file chain is bad, or whose name repeats an earlier
+//!   session's, is dropped alone; the others are restored;
+//! - a bad FLB page is ignored (the sessions do not depend on it);
+//! - every rejection is reported to the sink once, so the kernel can log it.
+//!
+//! Blocks of a dropped session stay claimed by the source and are released with it.
+
+use super::chain::{read_chain, read_chain_exact, BlockSource, ChainError, ClaimError};
+use super::format::{
+    FileEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
+    FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
+};
+
+/// Something the reader refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The root blob is smaller than a root.
+    RootTooSmall(usize),
+    /// The root is not in preserved memory.
+    RootNotPreserved(u64),
+    /// The root is not "luo-v5".
+    RootIncompatible,
+    /// The session chain is malformed; no session was restored.
+    SessionChain(ChainError),
+    /// Session number `index` of the chain is malformed and was dropped.
+    SessionEntry {
+        /// Its position in the chain.
+        index: u64,
+        /// What is wrong with it.
+        error: FormatError,
+    },
+    /// A session's file chain is malformed; the session was dropped.
+    FileChain {
+        /// The session.
+        name: SessionName,
+        /// What is wrong with its files.
+        error: ChainError,
+    },
+    /// A second session with the same name was dropped.
+    DuplicateSession(SessionName),
+    /// The FLB page is malformed or not preserved; it was ignored.
+    FlbPage(u64),
+}
+
+/// Why [`restore`] stopped before the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The state was rejected as a whole; see the reported [`Rejection`].
+    Rejected,
+    /// The sink ran out of memory.
+    OutOfMemory,
+}
+
+/// What the sink could not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+/// The consumer of what [`restore`] reads.
+pub trait RestoreSink {
+    /// A session starts; `Ok(false)` when its name is taken (it is then skipped).
+    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory>;
+    /// A file of the current session.
+    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory>;
+    /// The current session ends: keep it if `valid`, else drop it and its files.
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory>;
+    /// Something was refused.
+    fn rejected(&mut self, what: Rejection);
+}
+
+/// What [`restore`] found in a valid root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restored {
+    /// The root.
+    pub root: Root,
+    /// Entries of the FLB header, 0 when there is none or it was ignored.
+    pub flb_count: u64,
+    /// Session entries in the chain, valid or not.
+    pub sessions_seen: u64,
+}
+
+/// Reads the state whose root is the `root_size`-byte blob at `root_pa`.
+pub fn restore<S: BlockSource, K: RestoreSink>(
+    source: &mut S,
+    root_pa: u64,
+    root_size: usize,
+    sink: &mut K,
+) -> Result<Restored, RestoreError> {
+    let root = read_root(source, root_pa, root_size).map_err(|what| {
+        sink.rejected(what);
+        RestoreError::Rejected
+    })?;
+    let mut restored = Restored {
+        root,
+        ..Restored::default()
+    };
+    if root.flbs_pa != 0 {
+        match read_flb_header(source, root.flbs_pa) {
+            Some(header) => restored.flb_count = header.count,
+            None => sink.rejected(Rejection::FlbPage(root.flbs_pa)),
+        }
+    }
+
+    let mut out_of_memory = false;
+    let mut index = 0u64;
+    let read = read_chain::<_, SESSION_ENTRY_SIZE>(source, root.sessions_pa, |source, bytes| {
+        let this = index;
+        index += 1;
+        match read_session(source, bytes, sink, this) {
+            Ok(()) => Ok(()),
+            Err(RestoreError::OutOfMemory) => {
+                out_of_memory = true;
+                Err(ChainError::Consumer)
+            }
+            Err(RestoreError::Rejected) => Ok(()),
+        }
+    });
+    restored.sessions_seen = index;
+    if out_of_memory {
+        return Err(RestoreError::OutOfMemory);
+    }
+    if let Err(error) = read {
+        sink.rejected(Rejection::SessionChain(error));
+        return Err(RestoreError::Rejected);
+    }
+    Ok(restored)
+}
+
+fn read_root<S: BlockSource>(source: &mut S, pa: u64, size: usize) -> Result<Root, Rejection> {
+    if size < ROOT_SIZE {
+        return Err(Rejection::RootTooSmall(size));
+    }
+    if pa % source.block_size() as u64 != 0 {
+        return Err(Rejection::RootNotPreserved(pa));
+    }
+    let bytes: [u8; ROOT_SIZE] = source
+        .claim(pa)
+        .ok()
+        .and_then(|page| page.get(..ROOT_SIZE))
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Rejection::RootNotPreserved(pa))?;
+    Root::decode(&bytes).map_err(|_| Rejection::RootIncompatible)
+}
+
+fn read_flb_header<S: BlockSource>(source: &mut S, pa: u64) -> Option<FlbHeader> {
+    if pa % source.block_size() as u64 != 0 {
+        return None;
+    }
+    let block_size = source.block_size();
+    let bytes: [u8; FLB_HEADER_SIZE] = match source.claim(pa) {
+        Ok(page) => page.get(..FLB_HEADER_SIZE)?.try_into().ok()?,
+        Err(ClaimError::NotPreserved | ClaimError::AlreadyClaimed) => return None,
+    };
+    FlbHeader::decode(&bytes, block_size).ok()
+}
+
+/// Reads one session entry and its file chain into the sink.
+fn read_session<S: BlockSource, K: RestoreSink>(
+    source: &mut S,
+    bytes: &[u8; SESSION_ENTRY_SIZE],
+    sink: &mut K,
+    index: u64,
+) -> Result<(), RestoreError> {
+    let entry = match SessionEntry::decode(bytes) {
+        Ok(entry) => entry,
+        Err(error) => {
+            sink.rejected(Rejection::SessionEntry { index, error });
+            return Err(RestoreError::Rejected);
+        }
+    };
+    if !sink
+        .begin_session(&entry)
+        .map_err(|OutOfMemory| RestoreError::OutOfMemory)?
+    {
+        sink.rejected(Rejection::DuplicateSession(entry.name));
+        return Err(RestoreError::Rejected);
+    }
+    let mut out_of_memory = false;
+    let files = read_chain_exact::<_, FILE_ENTRY_SIZE>(
+        source,
+        entry.files_pa,
+        entry.files_count,
+        |_, bytes| {
+            let file = FileEntry::decode(bytes)?;
+            sink.file(&file).map_err(|OutOfMemory| {
+                out_of_memory = true;
+                ChainError::Consumer
+            })
+        },
+    );
+    let valid = files.is_ok();
+    sink.end_session(valid)
+        .map_err(|OutOfMemory| RestoreError::OutOfMemory)?;
+    if out_of_memory {
+        return Err(RestoreError::OutOfMemory);
+    }
+    if let Err(error) = files {
+        sink.rejected(Rejection::FileChain {
+            name: entry.name,
+            error,
+        });
+        return Err(RestoreError::Rejected);
+    }
+    Ok(())
+}
