@@ -121,3 +121,15 @@ same!(
     FLB_COMPAT_LEN,
     bindings::LIVEUPDATE_FLB_COMPAT_LENGTH as usize
 );
+same!(
+    FlbEntry::NAME_OFFSET,
+    offset_of!(bindings::luo_flb_ser, name)
+);
+same!(
+    FlbEntry::DATA_OFFSET,
+    offset_of!(bindings::luo_flb_ser, data)
+);
+same!(
+    FlbEntry::COUNT_OFFSET,
+    offset_of!(bindings::luo_flb_ser, count)
+);

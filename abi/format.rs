@@ -344,6 +344,58 @@ impl FlbHeader {
     }
 }
 
+/// An FLB's compatible string, as stored in an FLB entry.
+pub type FlbCompat = [u8; FLB_COMPAT_LEN];
+
+/// `struct luo_flb_ser`: one File-Lifecycle-Bound object, after the FLB header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlbEntry {
+    /// The FLB's compatible string, NUL-padded.
+    pub name: FlbCompat,
+    /// The FLB's opaque handle.
+    pub data: u64,
+    /// How many preserved files depend on it.
+    pub count: u64,
+}
+
+impl FlbEntry {
+    /// Offset of `name`.
+    pub const NAME_OFFSET: usize = 0;
+    /// Offset of `data`.
+    pub const DATA_OFFSET: usize = 48;
+    /// Offset of `count`.
+    pub const COUNT_OFFSET: usize = 56;
+
+    /// Writes the entry.
+    pub fn encode(&self, out: &mut [u8; FLB_ENTRY_SIZE]) {
+        let name = Self::NAME_OFFSET;
+        out[name..name + FLB_COMPAT_LEN].copy_from_slice(&self.name);
+        put_u64(out, Self::DATA_OFFSET, self.data);
+        put_u64(out, Self::COUNT_OFFSET, self.count);
+    }
+
+    /// Reads the entry; the name must be NUL-terminated and non-empty.
+    pub fn decode(bytes: &[u8; FLB_ENTRY_SIZE]) -> Result<Self, FormatError> {
+        let field = &bytes[Self::NAME_OFFSET..Self::NAME_OFFSET + FLB_COMPAT_LEN];
+        let mut name = [0u8; FLB_COMPAT_LEN];
+        match c_str_len(field) {
+            None => return Err(FormatError::Unterminated),
+            Some(0) => return Err(FormatError::EmptyName),
+            Some(len) => name[..len].copy_from_slice(&field[..len]),
+        }
+        Ok(Self {
+            name,
+            data: get_u64(bytes, Self::DATA_OFFSET),
+            count: get_u64(bytes, Self::COUNT_OFFSET),
+        })
+    }
+
+    /// Byte offset of FLB entry `index` in the FLB page.
+    pub const fn offset(index: usize) -> usize {
+        FLB_HEADER_SIZE + index * FLB_ENTRY_SIZE
+    }
+}
+
 /// Copies the C string `src` (without NUL) into a NUL-padded handler compatible field.
 ///
 /// Returns `None` when it does not fit with its NUL.

@@ -19,8 +19,8 @@
 
 use super::chain::{read_chain, read_chain_exact, BlockSource, ChainError, ClaimError};
 use super::format::{
-    FileEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
-    FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
+    FileEntry, FlbEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
+    FLB_ENTRY_SIZE, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
 };
 
 /// Something the reader refused.
@@ -75,6 +75,8 @@ pub trait RestoreSink {
     fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory>;
     /// The current session ends: keep it if `valid`, else drop it and its files.
     fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory>;
+    /// An FLB object of the previous kernel.
+    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory>;
     /// Something was refused.
     fn rejected(&mut self, what: Rejection);
 }
@@ -106,9 +108,10 @@ pub fn restore<S: BlockSource, K: RestoreSink>(
         ..Restored::default()
     };
     if root.flbs_pa != 0 {
-        match read_flb_header(source, root.flbs_pa) {
-            Some(header) => restored.flb_count = header.count,
-            None => sink.rejected(Rejection::FlbPage(root.flbs_pa)),
+        match read_flbs(source, root.flbs_pa, sink) {
+            Ok(Some(count)) => restored.flb_count = count,
+            Ok(None) => sink.rejected(Rejection::FlbPage(root.flbs_pa)),
+            Err(OutOfMemory) => return Err(RestoreError::OutOfMemory),
         }
     }
 
@@ -153,16 +156,46 @@ fn read_root<S: BlockSource>(source: &mut S, pa: u64, size: usize) -> Result<Roo
     Root::decode(&bytes).map_err(|_| Rejection::RootIncompatible)
 }
 
-fn read_flb_header<S: BlockSource>(source: &mut S, pa: u64) -> Option<FlbHeader> {
-    if pa % source.block_size() as u64 != 0 {
-        return None;
-    }
+/// Reads the FLB page; `Ok(None)` when it is malformed, in which case no entry reached
+/// the sink.
+fn read_flbs<S: BlockSource, K: RestoreSink>(
+    source: &mut S,
+    pa: u64,
+    sink: &mut K,
+) -> Result<Option<u64>, OutOfMemory> {
     let block_size = source.block_size();
-    let bytes: [u8; FLB_HEADER_SIZE] = match source.claim(pa) {
-        Ok(page) => page.get(..FLB_HEADER_SIZE)?.try_into().ok()?,
-        Err(ClaimError::NotPreserved | ClaimError::AlreadyClaimed) => return None,
+    if pa % block_size as u64 != 0 {
+        return Ok(None);
+    }
+    let Ok(page) = source.claim(pa) else {
+        return Ok(None);
     };
-    FlbHeader::decode(&bytes, block_size).ok()
+    let header = page
+        .get(..FLB_HEADER_SIZE)
+        .and_then(|b| <&[u8; FLB_HEADER_SIZE]>::try_from(b).ok())
+        .and_then(|b| FlbHeader::decode(b, block_size).ok());
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    // Every entry is checked before the first one is handed over.
+    for index in 0..header.count as usize {
+        if flb_entry(page, index).is_none() {
+            return Ok(None);
+        }
+    }
+    for index in 0..header.count as usize {
+        let Some(entry) = source.claimed(pa).and_then(|page| flb_entry(page, index)) else {
+            return Ok(None);
+        };
+        sink.flb(&entry)?;
+    }
+    Ok(Some(header.count))
+}
+
+fn flb_entry(page: &[u8], index: usize) -> Option<FlbEntry> {
+    let start = FlbEntry::offset(index);
+    let bytes = page.get(start..start + FLB_ENTRY_SIZE)?;
+    FlbEntry::decode(<&[u8; FLB_ENTRY_SIZE]>::try_from(bytes).ok()?).ok()
 }
 
 /// Reads one session entry and its file chain into the sink.

@@ -264,6 +264,7 @@ struct Collect {
     sessions: Vec<(Vec<u8>, Vec<u64>)>,
     current: Option<(Vec<u8>, Vec<u64>)>,
     rejected: Vec<Rejection>,
+    flbs: Vec<(FlbCompat, u64, u64)>,
 }
 
 impl RestoreSink for Collect {
@@ -286,6 +287,11 @@ impl RestoreSink for Collect {
         if valid {
             self.sessions.push(session);
         }
+        Ok(())
+    }
+
+    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        self.flbs.push((entry.name, entry.data, entry.count));
         Ok(())
     }
 
@@ -453,4 +459,41 @@ fn restore_refuses_a_file_chain_shared_with_the_session_chain() {
             ..
         }
     ));
+}
+
+#[test]
+fn restore_reads_flb_entries() {
+    let mut mem = FakeMemory::default();
+    let mut flb = [0u8; FLB_HEADER_SIZE];
+    FlbHeader { pgcnt: 1, count: 2 }.encode(&mut flb);
+    let page = mem.page(0x30000);
+    page[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    for (i, name) in [&b"test-flb-0"[..], b"test-flb-1"].iter().enumerate() {
+        let mut field = [0u8; FLB_COMPAT_LEN];
+        field[..name.len()].copy_from_slice(name);
+        let mut bytes = [0u8; FLB_ENTRY_SIZE];
+        FlbEntry {
+            name: field,
+            data: 100 + i as u64,
+            count: 3,
+        }
+        .encode(&mut bytes);
+        page[FlbEntry::offset(i)..FlbEntry::offset(i) + FLB_ENTRY_SIZE].copy_from_slice(&bytes);
+    }
+    write_root(&mut mem, 0x1000, 0, 0x30000);
+    let mut sink = Collect::default();
+    let found = restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(found.flb_count, 2);
+    assert_eq!(sink.flbs.len(), 2);
+    assert_eq!(sink.flbs[1].1, 101);
+    assert_eq!(c_str_bytes(&sink.flbs[0].0), b"test-flb-0");
+
+    // An unterminated name makes the whole page be ignored, sessions still restored.
+    mem.page(0x30000)[FlbEntry::offset(1)..FlbEntry::offset(1) + FLB_COMPAT_LEN].fill(b'x');
+    mem.claimed.clear();
+    let mut sink = Collect::default();
+    let found = restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(found.flb_count, 0);
+    assert!(sink.flbs.is_empty());
+    assert_eq!(sink.rejected, [Rejection::FlbPage(0x30000)]);
 }
