@@ -37,10 +37,15 @@ mod boot;
 mod kho;
 mod layout;
 mod luo_file;
+mod luo_flb;
 mod luo_session;
 mod uapi;
 
 pub use luo_file::{liveupdate_register_file_handler, liveupdate_unregister_file_handler};
+pub use luo_flb::{
+    liveupdate_flb_get_incoming, liveupdate_flb_get_outgoing, liveupdate_flb_put_incoming,
+    liveupdate_flb_put_outgoing, liveupdate_register_flb, liveupdate_unregister_flb,
+};
 
 use abi::format::{
     FlbHeader, Root, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE, SESSION_NAME_LEN,
@@ -82,6 +87,8 @@ pub(crate) fn enabled() -> bool {
 pub(crate) struct Luo {
     /// Registered file handlers, in registration order.
     pub(crate) handlers: KVec<FileHandler>,
+    /// Which FLBs each handler's files depend on, in registration order.
+    pub(crate) flb_links: KVec<(FileHandler, luo_flb::Flb)>,
     /// Outgoing sessions, in creation order (the order they are serialized in).
     pub(crate) outgoing: KVVec<Arc<Session>>,
     /// The blocks that will hold the outgoing session entries.
@@ -109,6 +116,7 @@ impl Luo {
     const fn new() -> Self {
         Self {
             handlers: KVec::new(),
+            flb_links: KVec::new(),
             outgoing: KVVec::new(),
             session_blocks: OutgoingChain::new(),
             incoming: IncomingSessions::new(),
@@ -132,6 +140,17 @@ impl Luo {
         }
     }
 
+    /// The FLBs that files of `handler` depend on, in registration order.
+    pub(crate) fn flbs_of(
+        &self,
+        handler: FileHandler,
+    ) -> impl DoubleEndedIterator<Item = luo_flb::Flb> + Clone + '_ {
+        self.flb_links
+            .iter()
+            .filter(move |(h, _)| *h == handler)
+            .map(|&(_, flb)| flb)
+    }
+
     /// Forgets that `id` is preserved.
     pub(crate) fn unmark_preserved(&mut self, id: usize) {
         if let Ok(pos) = self.preserved.binary_search(&id) {
@@ -151,8 +170,11 @@ kernel::sync::global_lock! {
 /// claimed and freed. Anything malformed is logged and dropped; the core keeps working
 /// with whatever was valid.
 fn early_init() {
-    // SAFETY: Called once, from the early initcall, before any other use of `LUO`.
-    unsafe { LUO.init() };
+    // SAFETY: Called once, from the early initcall, before any other use of the locks.
+    unsafe {
+        LUO.init();
+        luo_flb::init();
+    }
 
     if !kho::kho_enabled() {
         if enabled() {
@@ -174,6 +196,7 @@ fn early_init() {
     let mut builder = IncomingBuilder::new(&mut luo);
     let result = abi::restore::restore(&mut blocks, phys, size, &mut builder);
     let (sessions, files) = (builder.sessions, builder.files);
+    let flbs = core::mem::take(&mut builder.flbs);
     match result {
         Ok(found) => {
             luo.liveupdate_num = found.root.liveupdate_num;
@@ -184,12 +207,7 @@ fn early_init() {
                 found.sessions_seen,
                 files
             );
-            if found.flb_count != 0 {
-                pr_warn!(
-                    "{} FLB objects from the previous kernel ignored: FLBs are not supported\n",
-                    found.flb_count
-                );
-            }
+            luo_flb::set_incoming(flbs, found.root.flbs_pa != 0);
         }
         Err(RestoreError::OutOfMemory) => {
             pr_err!("out of memory while restoring the previous kernel's sessions\n")
@@ -283,6 +301,9 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
         Ok(head) => head,
         Err(e) => return e.to_errno(),
     };
+    if let Some(out) = luo_ref.out_root.as_mut() {
+        luo_flb::serialize(&mut out.flbs);
+    }
     let num = luo_ref.liveupdate_num + 1;
     let sessions = luo_ref.outgoing.len();
     let nblocks = luo_ref.session_blocks.len();

@@ -45,6 +45,11 @@ pub(crate) struct HandlerState {
 unsafe impl Send for HandlerState {}
 
 impl FileHandler {
+    /// Wraps a handler pointer from C.
+    pub(crate) fn from_raw(fh: *mut bindings::liveupdate_file_handler) -> Option<Self> {
+        NonNull::new(fh).map(Self)
+    }
+
     fn raw(&self) -> &bindings::liveupdate_file_handler {
         // SAFETY: Valid by the type invariant.
         unsafe { self.0.as_ref() }
@@ -300,17 +305,30 @@ fn register_file_handler(fh: *mut bindings::liveupdate_file_handler) -> Result {
     if !enabled() {
         return Err(EOPNOTSUPP);
     }
-    let fh = FileHandler(NonNull::new(fh).ok_or(EINVAL)?);
+    let fh = FileHandler::from_raw(fh).ok_or(EINVAL)?;
     validate_handler(&fh)?;
-    let mut luo = LUO.lock();
-    if luo
-        .handlers
-        .iter()
-        .any(|h| *h == fh || h.compatible() == fh.compatible())
     {
-        return Err(EEXIST);
+        let mut luo = LUO.lock();
+        if luo
+            .handlers
+            .iter()
+            .any(|h| *h == fh || h.compatible() == fh.compatible())
+        {
+            return Err(EEXIST);
+        }
+        luo.handlers.push(fh, GFP_KERNEL)?;
     }
-    luo.handlers.push(fh, GFP_KERNEL)?;
+    #[cfg(CONFIG_LIVEUPDATE_TEST)]
+    {
+        // Declared in `kernel/liveupdate/luo_internal.h`, which bindgen does not see; the
+        // handler goes through as an opaque pointer.
+        extern "C" {
+            fn liveupdate_test_register(fh: *mut c_void);
+        }
+        // SAFETY: The handler is registered and valid; the test hook registers its FLBs
+        // with it and takes the core's locks itself.
+        unsafe { liveupdate_test_register(fh.0.as_ptr().cast()) };
+    }
     Ok(())
 }
 
@@ -346,8 +364,10 @@ pub unsafe extern "C" fn liveupdate_unregister_file_handler(
     if !enabled() {
         return;
     }
-    let Some(fh) = NonNull::new(fh).map(FileHandler) else {
+    let Some(fh) = FileHandler::from_raw(fh) else {
         return;
     };
-    LUO.lock().handlers.retain(|h| *h != fh);
+    let mut luo = LUO.lock();
+    crate::luo_flb::unregister_all(&mut luo, fh);
+    luo.handlers.retain(|h| *h != fh);
 }

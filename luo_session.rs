@@ -26,7 +26,8 @@ use kernel::{
 };
 
 use crate::abi::format::{
-    c_str_bytes, c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
+    c_str_bytes, c_str_len, FileEntry, FlbEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE,
+    SESSION_NAME_LEN,
 };
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::block_chain::OutgoingChain;
@@ -34,7 +35,7 @@ use crate::luo_file::{FileHandler, LuoFile};
 use crate::uapi::{
     ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
 };
-use crate::{Luo, LUO};
+use crate::{luo_flb, Luo, LUO};
 
 const CMD_PRESERVE_FD: u32 = 0x40;
 const CMD_RETRIEVE_FD: u32 = 0x41;
@@ -212,6 +213,7 @@ fn unpreserve(luo: &mut Luo, file: LuoFile) {
         return;
     };
     handler.unpreserve(f, file.state);
+    luo_flb::file_unpreserve(luo.flbs_of(handler));
     luo.unmark_preserved(handler.file_id(f));
     handler.put_module();
 }
@@ -240,7 +242,10 @@ fn preserve_fd_in(luo: &mut Luo, state: &mut SessionState, token: u64, fd: i32) 
         luo.mark_preserved(id)?;
         let preserved = (|| {
             state.files.reserve(1, GFP_KERNEL)?;
-            handler.preserve(&file)
+            luo_flb::file_preserve(luo.flbs_of(handler))?;
+            handler.preserve(&file).inspect_err(|_| {
+                luo_flb::file_unpreserve(luo.flbs_of(handler));
+            })
         })();
         match preserved {
             Ok(handler_state) => {
@@ -318,6 +323,7 @@ fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
             continue;
         };
         handler.finish(file.file.as_deref(), file.state.data, file.retrieve_status);
+        luo_flb::file_finish(luo.flbs_of(handler));
         if let Some(f) = &file.file {
             luo.unmark_preserved(handler.file_id(f));
         }
@@ -521,6 +527,8 @@ pub(crate) struct IncomingBuilder<'a> {
     pub(crate) sessions: usize,
     /// Files restored so far.
     pub(crate) files: usize,
+    /// The previous kernel's FLB entries.
+    pub(crate) flbs: KVec<FlbEntry>,
 }
 
 impl<'a> IncomingBuilder<'a> {
@@ -531,6 +539,7 @@ impl<'a> IncomingBuilder<'a> {
             current: None,
             sessions: 0,
             files: 0,
+            flbs: KVec::new(),
         }
     }
 }
@@ -567,6 +576,10 @@ impl RestoreSink for IncomingBuilder<'_> {
         self.sessions += 1;
         self.files += nfiles;
         Ok(())
+    }
+
+    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        self.flbs.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
     }
 
     fn rejected(&mut self, what: Rejection) {

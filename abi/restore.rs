@@ -17,7 +17,7 @@
 //!
 //! Blocks of a dropped session stay claimed by the source and are released with it.
 
-use super::chain::{read_chain, read_chain_exact, BlockSource, ChainError, ClaimError};
+use super::chain::{read_chain, read_chain_exact, BlockSource, ChainError};
 use super::format::{
     FileEntry, FlbEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
     FLB_ENTRY_SIZE, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
