@@ -212,8 +212,10 @@ fn early_init() {
         Err(RestoreError::OutOfMemory) => {
             pr_err!("out of memory while restoring the previous kernel's sessions\n")
         }
-        // Already logged by the builder.
-        Err(RestoreError::Rejected) => {}
+        // Already logged by the builder. Only a refused root or session chain ends
+        // here, before any session was built; dropping them all keeps the policy even
+        // if that changes.
+        Err(RestoreError::Rejected) => luo.incoming = IncomingSessions::new(),
     }
     // `blocks` goes out of scope here: every page claimed while reading is freed.
 }

@@ -81,20 +81,50 @@ impl From<FormatError> for ChainError {
 /// Walks the chain that starts at `head` and hands each entry of `N` bytes to `visit`,
 /// in order. Returns the number of entries.
 ///
-/// `head == 0` is the empty chain. Blocks are claimed from `source` as they are reached;
-/// on error the caller drops everything it collected, and the source releases the
-/// blocks it handed out. Each entry is copied out before `visit` sees it, so `visit`
-/// may walk other chains of the same source (a session's files, for instance).
+/// `head == 0` is the empty chain. The whole chain is claimed from `source` and checked
+/// (addresses, cycles, length, counts) before the first entry is visited, so a chain
+/// that is refused never reaches `visit`. On error the caller drops everything it
+/// collected, and the source releases the blocks it handed out. Each entry is copied out
+/// before `visit` sees it, so `visit` may walk other chains of the same source (a
+/// session's files, for instance).
 pub fn read_chain<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
     mut visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
 ) -> Result<u64, ChainError> {
+    let blocks = claim_chain::<S, N>(source, head)?;
+
+    let mut pa = head;
+    let mut entries = 0u64;
+    for _ in 0..blocks {
+        let header = source
+            .claimed(pa)
+            .and_then(header_of)
+            .ok_or(ChainError::NotPreserved(pa))?;
+        for index in 0..header.count as usize {
+            let start = entry_offset(index, N);
+            let entry: [u8; N] = source
+                .claimed(pa)
+                .and_then(|block| block.get(start..start + N))
+                .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
+                .ok_or(ChainError::NotPreserved(pa))?;
+            visit(source, &entry)?;
+        }
+        entries += header.count;
+        pa = header.next;
+    }
+    Ok(entries)
+}
+
+/// Claims and checks every block of the chain at `head`; returns how many it has.
+fn claim_chain<S: BlockSource, const N: usize>(
+    source: &mut S,
+    head: u64,
+) -> Result<usize, ChainError> {
     let block_size = source.block_size();
     let per_block = entries_per_block(block_size, N) as u64;
     let mut pa = head;
     let mut blocks = 0usize;
-    let mut entries = 0u64;
 
     while pa != 0 {
         if blocks == MAX_BLOCKS {
@@ -115,20 +145,10 @@ pub fn read_chain<S: BlockSource, const N: usize>(
                 count: header.count,
             });
         }
-        for index in 0..header.count as usize {
-            let start = entry_offset(index, N);
-            let entry: [u8; N] = source
-                .claimed(pa)
-                .and_then(|block| block.get(start..start + N))
-                .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
-                .ok_or(ChainError::NotPreserved(pa))?;
-            visit(source, &entry)?;
-        }
-        entries += header.count;
         blocks += 1;
         pa = header.next;
     }
-    Ok(entries)
+    Ok(blocks)
 }
 
 /// Like [`read_chain`], and also checks the number of entries against `expected`.

@@ -497,3 +497,24 @@ fn restore_reads_flb_entries() {
     assert!(sink.flbs.is_empty());
     assert_eq!(sink.rejected, [Rejection::FlbPage(0x30000)]);
 }
+
+#[test]
+fn refused_chain_visits_nothing() {
+    let mut mem = FakeMemory::default();
+    let entries: Vec<_> = (0..100).map(file_entry).collect();
+    mem.write_chain(&[0x1000, 0x2000], &entries);
+    write_header(mem.page(0x2000), BlockHeader { next: 0, count: 64 });
+    let mut visited = 0;
+    let result = read_chain::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, |_, _| {
+        visited += 1;
+        Ok(())
+    });
+    assert_eq!(
+        result,
+        Err(ChainError::BadCount {
+            pa: 0x2000,
+            count: 64
+        })
+    );
+    assert_eq!(visited, 0);
+}
