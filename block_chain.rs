@@ -39,6 +39,12 @@ impl<const N: usize> OutgoingChain<N> {
         self.blocks.first().map_or(0, PreservedPage::phys)
     }
 
+    /// The blocks themselves, for the corruption test.
+    #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+    pub(crate) fn pages_mut(&mut self) -> &mut [PreservedPage] {
+        &mut self.blocks
+    }
+
     /// Number of blocks.
     pub(crate) fn len(&self) -> usize {
         self.blocks.len()

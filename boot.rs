@@ -9,7 +9,7 @@
 
 use kernel::ffi::{c_char, c_int};
 
-use kernel::bindings;
+use kernel::{bindings, prelude::*};
 
 /// An `early_param()` entry: `struct obs_kernel_param` of `include/linux/init.h`, which
 /// bindgen does not see.
@@ -47,6 +47,31 @@ unsafe extern "C" fn parse_liveupdate_param(arg: *mut c_char) -> c_int {
         crate::ENABLED.store(value, kernel::sync::atomic::Relaxed);
     }
     err
+}
+
+/// The `luo_corrupt=` entry (`__setup`), test kernels only.
+#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+#[link_section = ".init.setup"]
+#[used]
+static LUO_CORRUPT_PARAM: SetupParam = SetupParam {
+    name: kernel::str::as_char_ptr_in_const_context(c"luo_corrupt="),
+    setup: Some(parse_corrupt_param),
+    early: 0,
+};
+
+/// Parses `luo_corrupt=<kind>`; returns 1 (consumed) for a known kind.
+///
+/// # Safety
+///
+/// `arg` is null or a NUL-terminated string, as the boot parameter parser passes.
+#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+unsafe extern "C" fn parse_corrupt_param(arg: *mut c_char) -> c_int {
+    if arg.is_null() {
+        return 0;
+    }
+    // SAFETY: `arg` is a NUL-terminated string by the function's contract.
+    let value = unsafe { CStr::from_char_ptr(arg) };
+    c_int::from(crate::corrupt::parse(value.to_bytes()))
 }
 
 extern "C" fn luo_early_initcall() -> c_int {

@@ -127,6 +127,8 @@ struct RestoredPage {
 impl RestoredPage {
     /// Claims the page at `phys`, if the previous kernel preserved exactly one page there.
     fn claim(phys: u64) -> Option<Self> {
+        // KNOWN SHORTCOMING: KHO warns once (WARN_ON_ONCE in kho_restore_page()) when
+        // `phys` is RAM that was never preserved; KHO has no quiet probe to ask first.
         // SAFETY: `kho_restore_folio()` accepts any address: it checks that the page is
         // online and carries KHO's preservation magic before touching it.
         let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys) })?;

@@ -34,6 +34,8 @@ use kernel::{
 pub mod abi;
 mod block_chain;
 mod boot;
+#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+mod corrupt;
 mod kho;
 mod layout;
 mod luo_file;
@@ -125,6 +127,12 @@ impl Luo {
             liveupdate_num: 0,
             out_root: None,
         }
+    }
+
+    /// The outgoing root page, for the corruption test.
+    #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+    pub(crate) fn out_root_page(&mut self) -> Option<&mut PreservedPage> {
+        self.out_root.as_mut().map(|out| &mut out.root)
     }
 
     /// Records `id` as preserved; `EBUSY` if it already is.
@@ -320,6 +328,8 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
             },
         );
     }
+    #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+    corrupt::damage(luo_ref);
     pr_info!(
         "Rust LUO core: {} sessions serialized in {} blocks for live update #{}\n",
         sessions,

@@ -80,6 +80,22 @@ impl Session {
     }
 }
 
+#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+impl Session {
+    /// Locks the session's state, for the corruption test.
+    pub(crate) fn lock_state(&self) -> kernel::sync::MutexGuard<'_, SessionState> {
+        self.state.lock()
+    }
+}
+
+#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+impl SessionState {
+    /// The blocks of the session's file entries, for the corruption test.
+    pub(crate) fn file_blocks_mut(&mut self) -> &mut OutgoingChain<FILE_ENTRY_SIZE> {
+        &mut self.blocks
+    }
+}
+
 /// Incoming sessions by NUL-padded name.
 pub(crate) struct IncomingSessions(Option<RBTree<[u8; SESSION_NAME_LEN], Arc<Session>>>);
 
