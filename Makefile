@@ -9,6 +9,7 @@
 #   make kernel-c C-core kernel     -> $(LUO_CACHE_DIR)/out/bzImage-c
 #   make selftests  static test binaries -> build/selftests/
 #   make vmtest   VM tests only (against CORE), kernel must be built
+#   make cross    build both kernels; VM tests kexec'ing C -> Rust and Rust -> C
 #   make clean    remove build/ (the kernel cache stays; see distclean)
 #
 # CORE=rust|c selects the core that run/check/vmtest use (default rust).
@@ -24,7 +25,7 @@ export LUO_LOG_DIR := $(BUILD)/logs
 VM_TESTS := luo_memfd_pattern luo_multi_block agent \
 	upstream-liveupdate upstream-luo_kexec_simple upstream-luo_multi_session
 
-.PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest clean distclean
+.PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest cross clean distclean
 
 all: check
 
@@ -53,6 +54,15 @@ run: kernel-core
 
 vmtest: selftests
 	@scripts/vmtest.sh -c $(CORE) $(VM_TESTS)
+
+OUT_DIR := $(LUO_CACHE_DIR)/out
+CROSS_TESTS := luo_memfd_pattern luo_multi_block agent upstream-luo_multi_session
+cross: kernel kernel-c
+	@$(MAKE) -s selftests
+	@echo "[cross] C core -> Rust core"
+	@scripts/vmtest.sh -k $(OUT_DIR)/bzImage-c -n $(OUT_DIR)/bzImage-rust $(CROSS_TESTS)
+	@echo "[cross] Rust core -> C core"
+	@scripts/vmtest.sh -k $(OUT_DIR)/bzImage-rust -n $(OUT_DIR)/bzImage-c $(CROSS_TESTS)
 
 check:
 	@scripts/check.sh
