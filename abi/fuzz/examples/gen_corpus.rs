@@ -3,7 +3,7 @@
 //! Writes the seed corpus: valid and near-valid states built with the crate's own
 //! encoders, each checked by running it through its target first.
 //!
-//!     cargo run --bin gen-corpus -- corpus      (from abi/fuzz/)
+//!     cargo run --example gen-corpus -- corpus      (from abi/fuzz/)
 
 use std::path::Path;
 
