@@ -518,3 +518,238 @@ fn refused_chain_visits_nothing() {
     );
     assert_eq!(visited, 0);
 }
+
+// Edge cases from the fuzzing campaign (abi/fuzz): each pins a contract that the
+// fuzz harness checks on every input.
+
+/// A [`Collect`] that runs out of memory at its `fail_at`-th call (1-based) and
+/// records every call made after that.
+struct Oom {
+    inner: Collect,
+    calls: u32,
+    fail_at: u32,
+    after: Vec<&'static str>,
+}
+
+impl Oom {
+    fn new(fail_at: u32) -> Self {
+        Self {
+            inner: Collect::default(),
+            calls: 0,
+            fail_at,
+            after: Vec::new(),
+        }
+    }
+
+    fn call(&mut self, what: &'static str) -> Result<(), OutOfMemory> {
+        self.calls += 1;
+        if self.calls > self.fail_at {
+            self.after.push(what);
+        }
+        if self.calls == self.fail_at {
+            Err(OutOfMemory)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl RestoreSink for Oom {
+    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
+        self.call("begin_session")?;
+        self.inner.begin_session(entry)
+    }
+
+    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
+        self.call("file")?;
+        self.inner.file(entry)
+    }
+
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
+        self.call("end_session")?;
+        self.inner.end_session(valid)
+    }
+
+    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        self.call("flb")?;
+        self.inner.flb(entry)
+    }
+
+    fn rejected(&mut self, what: Rejection) {
+        self.after.push("rejected");
+        self.inner.rejected(what);
+    }
+}
+
+/// A root at 0x1000, one FLB entry at 0x30000, sessions "a" (70 files over two
+/// blocks) and "b" (no files) in the block at 0x20000.
+fn small_state() -> FakeMemory {
+    let mut mem = FakeMemory::default();
+    let files: Vec<_> = (0..70).map(file_entry).collect();
+    mem.write_chain(&[0x10000, 0x11000], &files);
+    let sessions = [session_entry(b"a", 0x10000, 70), session_entry(b"b", 0, 0)];
+    mem.write_chain(&[0x20000], &sessions);
+    let mut flb = [0u8; FLB_HEADER_SIZE];
+    FlbHeader { pgcnt: 1, count: 1 }.encode(&mut flb);
+    let mut entry = [0u8; FLB_ENTRY_SIZE];
+    let mut name = [0u8; FLB_COMPAT_LEN];
+    name[..5].copy_from_slice(b"flb-0");
+    FlbEntry {
+        name,
+        data: 1,
+        count: 1,
+    }
+    .encode(&mut entry);
+    let page = mem.page(0x30000);
+    page[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    page[FlbEntry::offset(0)..FlbEntry::offset(0) + FLB_ENTRY_SIZE].copy_from_slice(&entry);
+    write_root(&mut mem, 0x1000, 0x20000, 0x30000);
+    mem
+}
+
+#[test]
+fn out_of_memory_stops_restore_at_once() {
+    // flb, begin a, 70 files, end a, begin b, end b.
+    let calls = 1 + 1 + 70 + 1 + 2;
+    let mut sink = Oom::new(u32::MAX);
+    restore(&mut small_state(), 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.calls, calls);
+    for fail_at in 1..=calls {
+        let mut sink = Oom::new(fail_at);
+        let result = restore(&mut small_state(), 0x1000, ROOT_SIZE, &mut sink);
+        assert_eq!(result, Err(RestoreError::OutOfMemory), "fail_at {fail_at}");
+        // Only the open session may still be closed (as invalid); nothing else, and
+        // no rejection, reaches the sink.
+        match fail_at {
+            3..=72 => assert_eq!(sink.after, ["end_session"], "fail_at {fail_at}"),
+            _ => assert!(sink.after.is_empty(), "fail_at {fail_at}: {:?}", sink.after),
+        }
+        assert!(sink.inner.rejected.is_empty());
+        assert!(sink
+            .inner
+            .sessions
+            .iter()
+            .all(|(name, _)| name != b"a" || fail_at > 73));
+    }
+}
+
+#[test]
+fn chain_of_exactly_max_blocks_is_read() {
+    let mut mem = FakeMemory::default();
+    let n = MAX_BLOCKS as u64;
+    for i in 1..=n {
+        let next = if i == n { 0 } else { (i + 1) * PAGE as u64 };
+        let block = mem.page(i * PAGE as u64);
+        write_header(block, BlockHeader { next, count: 1 });
+        *entry_slot::<FILE_ENTRY_SIZE>(block, 0).unwrap() = file_entry(i);
+    }
+    let mut tokens = Vec::new();
+    read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, PAGE as u64, n, |_, e| {
+        tokens.push(FileEntry::decode(e)?.token);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(tokens, (1..=n).collect::<Vec<_>>());
+}
+
+#[test]
+fn unaligned_root_and_flb_are_refused_unclaimed() {
+    let mut mem = small_state();
+    let mut sink = Collect::default();
+    assert_eq!(
+        restore(&mut mem, 0x1008, ROOT_SIZE, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    assert_eq!(sink.rejected, [Rejection::RootNotPreserved(0x1008)]);
+    assert!(mem.claimed.is_empty());
+
+    let mut mem = small_state();
+    write_root(&mut mem, 0x1000, 0x20000, 0x30008);
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.rejected, [Rejection::FlbPage(0x30008)]);
+    assert!(sink.flbs.is_empty());
+    assert_eq!(sink.sessions.len(), 2);
+    assert!(!mem.claimed.contains(&0x30000));
+}
+
+#[test]
+fn links_into_the_root_or_flb_page_are_cycles() {
+    // A session chain that starts at the root page rejects every session.
+    let mut mem = small_state();
+    write_root(&mut mem, 0x1000, 0x1000, 0x30000);
+    let mut sink = Collect::default();
+    assert_eq!(
+        restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink),
+        Err(RestoreError::Rejected)
+    );
+    assert_eq!(
+        sink.rejected.last(),
+        Some(&Rejection::SessionChain(ChainError::Cycle(0x1000)))
+    );
+
+    // A file chain into the FLB page or the root drops its session alone.
+    let mut mem = small_state();
+    let sessions = [
+        session_entry(b"into-flb", 0x30000, 1),
+        session_entry(b"into-root", 0x1000, 1),
+        session_entry(b"b", 0, 0),
+    ];
+    mem.write_chain(&[0x20000], &sessions);
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.sessions, [(b"b".to_vec(), Vec::new())]);
+    assert!(matches!(
+        sink.rejected[..],
+        [
+            Rejection::FileChain {
+                error: ChainError::Cycle(0x30000),
+                ..
+            },
+            Rejection::FileChain {
+                error: ChainError::Cycle(0x1000),
+                ..
+            }
+        ]
+    ));
+}
+
+#[test]
+fn impossible_file_counts_are_refused_before_claiming() {
+    for (files_pa, files_count) in [(0x10000, u64::MAX), (0x10000, 0), (0, 1)] {
+        let mut mem = small_state();
+        let sessions = [session_entry(b"a", files_pa, files_count)];
+        mem.write_chain(&[0x20000], &sessions);
+        let mut sink = Collect::default();
+        restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+        assert!(sink.sessions.is_empty());
+        assert!(matches!(
+            sink.rejected[..],
+            [Rejection::FileChain {
+                error: ChainError::CountMismatch { found: 0, .. },
+                ..
+            }]
+        ));
+        assert!(!mem.claimed.contains(&0x10000));
+    }
+}
+
+#[test]
+fn more_files_than_recorded_drop_the_session() {
+    let mut mem = small_state();
+    let sessions = [session_entry(b"a", 0x10000, 69), session_entry(b"b", 0, 0)];
+    mem.write_chain(&[0x20000], &sessions);
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.sessions, [(b"b".to_vec(), Vec::new())]);
+    assert!(matches!(
+        sink.rejected[..],
+        [Rejection::FileChain {
+            error: ChainError::CountMismatch {
+                expected: 69,
+                found: 70
+            },
+            ..
+        }]
+    ));
+}
