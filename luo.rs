@@ -205,9 +205,11 @@ fn early_init() {
     let result = abi::restore::restore(&mut blocks, phys, size, &mut builder);
     let (sessions, files) = (builder.sessions, builder.files);
     let flbs = core::mem::take(&mut builder.flbs);
+    let flb_page_valid = !builder.flb_page_rejected;
     match result {
         Ok(found) => {
             luo.liveupdate_num = found.root.liveupdate_num;
+            luo_flb::set_incoming(flbs, found.root.flbs_pa != 0 && flb_page_valid);
             pr_info!(
                 "Rust LUO core: live update #{}: restored {} of {} sessions, {} files\n",
                 found.root.liveupdate_num,
@@ -215,10 +217,14 @@ fn early_init() {
                 found.sessions_seen,
                 files
             );
-            luo_flb::set_incoming(flbs, found.root.flbs_pa != 0);
         }
         Err(RestoreError::OutOfMemory) => {
-            pr_err!("out of memory while restoring the previous kernel's sessions\n")
+            // What was restored stays usable, FLB entries read so far included.
+            luo_flb::set_incoming(flbs, flb_page_valid);
+            pr_err!(
+                "out of memory while restoring the previous kernel's state; kept {} sessions\n",
+                sessions
+            )
         }
         // Already logged by the builder. Only a refused root or session chain ends
         // here, before any session was built; dropping them all keeps the policy even
@@ -389,15 +395,22 @@ impl MiscDevice for LuoDevice {
         )?;
         let reservation =
             kernel::fs::file::FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
-        let name = &ucmd.buf[8..8 + SESSION_NAME_LEN];
-        let file = if nr == CMD_CREATE_SESSION {
-            luo_session::create_session(name)?
-        } else {
-            luo_session::retrieve_session(name)?
-        };
+        let mut name = [0u8; SESSION_NAME_LEN];
+        name.copy_from_slice(&ucmd.buf[8..8 + SESSION_NAME_LEN]);
         ucmd.set_i32(4, reservation.reserved_fd() as i32);
-        ucmd.respond()?;
-        reservation.fd_install(file);
+        if nr == CMD_CREATE_SESSION {
+            let file = luo_session::create_session(&name)?;
+            // On failure the file is dropped, and with it the new session.
+            ucmd.respond()?;
+            reservation.fd_install(file);
+        } else {
+            let retrieved = luo_session::retrieve_session(&name)?;
+            if let Err(e) = ucmd.respond() {
+                retrieved.give_back();
+                return Err(e);
+            }
+            reservation.fd_install(retrieved.file);
+        }
         Ok(0)
     }
 }

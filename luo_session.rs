@@ -61,6 +61,8 @@ pub(crate) struct SessionState {
     blocks: OutgoingChain<FILE_ENTRY_SIZE>,
     /// Incoming: an fd was handed out for the session.
     retrieved: bool,
+    /// Incoming: the fd never reached userspace; closing it only undoes the retrieve.
+    returned: bool,
 }
 
 impl Session {
@@ -73,6 +75,7 @@ impl Session {
                     files,
                     blocks: OutgoingChain::new(),
                     retrieved: false,
+                    returned: false,
                 }),
             }),
             GFP_KERNEL,
@@ -204,8 +207,23 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     result
 }
 
+/// An incoming session just retrieved, whose fd is not installed yet.
+pub(crate) struct RetrievedSession {
+    /// The session's file.
+    pub(crate) file: ARef<File>,
+    session: Arc<Session>,
+}
+
+impl RetrievedSession {
+    /// The reply could not reach userspace: drops the file without finishing the
+    /// session, which can then be retrieved again.
+    pub(crate) fn give_back(self) {
+        self.session.state.lock().returned = true;
+    }
+}
+
 /// `LIVEUPDATE_IOCTL_RETRIEVE_SESSION`: the incoming session named `field`, once.
-pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
+pub(crate) fn retrieve_session(field: &[u8]) -> Result<RetrievedSession> {
     // Names are compared over at most 64 bytes; one without a NUL matches nothing.
     let len = c_str_len(field).ok_or(ENOENT)?;
     let mut key = [0u8; SESSION_NAME_LEN];
@@ -219,7 +237,8 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     }
     let file = session_file(session.clone())?;
     state.retrieved = true;
-    Ok(file)
+    drop(state);
+    Ok(RetrievedSession { file, session })
 }
 
 /// Takes a file out of the outgoing set: the handler's state, the preserved mark, the
@@ -353,6 +372,11 @@ fn session_closed(session: Arc<Session>) {
     let mut luo = LUO.lock();
     let luo = &mut *luo;
     let mut state = session.state.lock();
+    if session.incoming && state.returned {
+        state.returned = false;
+        state.retrieved = false;
+        return;
+    }
     if session.incoming {
         if finish(luo, &mut state).is_ok() {
             luo.incoming.remove(session.name.as_field());
@@ -445,8 +469,11 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             if ucmd.u32_at(4) != 0 {
                 return Err(EINVAL);
             }
-            let mut luo = LUO.lock();
-            finish(&mut luo, &mut session.state.lock())
+            {
+                let mut luo = LUO.lock();
+                finish(&mut luo, &mut session.state.lock())?;
+            }
+            ucmd.respond()
         }
         _ => {
             let mut ucmd = UserCommand::<GET_NAME_ARG_SIZE>::fetch(arg, size, GET_NAME_ARG_SIZE)?;
@@ -545,6 +572,8 @@ pub(crate) struct IncomingBuilder<'a> {
     pub(crate) files: usize,
     /// The previous kernel's FLB entries.
     pub(crate) flbs: KVec<FlbEntry>,
+    /// Whether the FLB page was refused.
+    pub(crate) flb_page_rejected: bool,
 }
 
 impl<'a> IncomingBuilder<'a> {
@@ -556,6 +585,7 @@ impl<'a> IncomingBuilder<'a> {
             sessions: 0,
             files: 0,
             flbs: KVec::new(),
+            flb_page_rejected: false,
         }
     }
 }
@@ -614,10 +644,13 @@ impl RestoreSink for IncomingBuilder<'_> {
                 index,
                 error
             ),
-            Rejection::FlbPage(pa) => pr_err!(
-                "FLB page at {:#x} from the previous kernel ignored: malformed\n",
-                pa
-            ),
+            Rejection::FlbPage(pa) => {
+                self.flb_page_rejected = true;
+                pr_err!(
+                    "FLB page at {:#x} from the previous kernel ignored: malformed\n",
+                    pa
+                )
+            }
             other => pr_err!(
                 "state from the previous kernel rejected, no session restored: {:?}\n",
                 other
