@@ -39,6 +39,12 @@ impl<const N: usize> OutgoingChain<N> {
         self.blocks.first().map_or(0, PreservedPage::phys)
     }
 
+    /// The blocks themselves, for the KUnit tests.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn pages(&self) -> &[PreservedPage] {
+        &self.blocks
+    }
+
     /// The blocks themselves, for the corruption test.
     #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
     pub(crate) fn pages_mut(&mut self) -> &mut [PreservedPage] {

@@ -37,6 +37,8 @@ mod boot;
 #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
 mod corrupt;
 mod kho;
+#[cfg(CONFIG_KUNIT)]
+mod kunit;
 mod layout;
 mod luo_file;
 mod luo_flb;
@@ -115,7 +117,7 @@ struct OutgoingRoot {
 }
 
 impl Luo {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             handlers: KVec::new(),
             flb_links: KVec::new(),

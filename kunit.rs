@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the core's own logic, run at boot in kernels built with `CONFIG_KUNIT`.
+//!
+//! The serialized format and its reader are also tested on the host (`abi/tests.rs`);
+//! here the kernel-side writer is checked against that reader, on real preserved pages.
+
+#[kernel::macros::kunit_tests(luo_rust)]
+mod tests {
+    use kernel::{page::PAGE_SIZE, prelude::*, rbtree::RBTree};
+
+    use crate::abi::chain::{read_chain, read_header, BlockSource, ClaimError};
+    use crate::abi::format::{
+        FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, MAX_BLOCKS, SESSION_ENTRY_SIZE,
+    };
+    use crate::block_chain::OutgoingChain;
+    use crate::kho::{kho_enabled, PreservedPage};
+    use crate::{uapi, Luo};
+
+    /// Reads chains straight out of this kernel's own outgoing pages.
+    struct OwnPages<'a> {
+        pages: &'a [PreservedPage],
+        claimed: RBTree<u64, usize>,
+    }
+
+    impl BlockSource for OwnPages<'_> {
+        fn block_size(&self) -> usize {
+            PAGE_SIZE
+        }
+
+        fn claim(&mut self, pa: u64) -> Result<&[u8], ClaimError> {
+            if self.claimed.get(&pa).is_some() {
+                return Err(ClaimError::AlreadyClaimed);
+            }
+            let index = self
+                .pages
+                .iter()
+                .position(|p| p.phys() == pa)
+                .ok_or(ClaimError::NotPreserved)?;
+            self.claimed
+                .try_create_and_insert(pa, index, GFP_KERNEL)
+                .map_err(|_| ClaimError::NotPreserved)?;
+            Ok(self.pages[index].bytes())
+        }
+
+        fn claimed(&self, pa: u64) -> Option<&[u8]> {
+            self.claimed.get(&pa).map(|&i| self.pages[i].bytes())
+        }
+    }
+
+    fn name(s: &[u8]) -> SessionName {
+        let mut field = [0u8; 64];
+        field[..s.len()].copy_from_slice(s);
+        // Test names are short and non-empty.
+        SessionName::from_field(&field).unwrap_or_else(|_| panic!("bad test name"))
+    }
+
+    #[test]
+    fn ioctl_numbers_are_upstreams() {
+        assert_eq!(uapi::ioctl_cmd(0x00), 0xba00);
+        assert_eq!(uapi::ioctl_cmd(0x43), 0xba43);
+        assert_eq!(uapi::ioctl_nr(0xba41), 0x41);
+    }
+
+    #[test]
+    fn session_names_need_a_nul_and_a_byte() {
+        let mut field = [b'n'; 64];
+        assert!(SessionName::from_field(&field).is_err());
+        field[63] = 0;
+        assert_eq!(
+            SessionName::from_field(&field).map(|n| n.as_bytes().len()),
+            Ok(63)
+        );
+        field[0] = 0;
+        assert!(SessionName::from_field(&field).is_err());
+    }
+
+    #[test]
+    fn preserved_ids_are_exclusive() {
+        let mut luo = Luo::new();
+        assert!(luo.mark_preserved(7).is_ok());
+        assert!(luo.mark_preserved(3).is_ok());
+        assert_eq!(luo.mark_preserved(7), Err(EBUSY));
+        luo.unmark_preserved(7);
+        assert!(luo.mark_preserved(7).is_ok());
+        assert_eq!(&luo.preserved[..], &[3, 7]);
+    }
+
+    #[test]
+    fn chains_grow_and_shrink_with_their_entries() {
+        if !kho_enabled() {
+            return;
+        }
+        let mut chain = OutgoingChain::<SESSION_ENTRY_SIZE>::new();
+        assert_eq!(chain.head(), 0);
+        assert_eq!(chain.reserve(51), Ok(()));
+        assert_eq!(chain.len(), 1);
+        assert_eq!(chain.reserve(52), Ok(()));
+        assert_eq!(chain.len(), 2);
+        chain.shrink(51);
+        assert_eq!(chain.len(), 1);
+        chain.shrink(0);
+        assert_eq!(chain.len(), 0);
+        assert_eq!(chain.reserve(MAX_BLOCKS * 51 + 1), Err(ENOSPC));
+        assert_eq!(chain.len(), 0);
+    }
+
+    #[test]
+    fn written_chains_read_back() {
+        if !kho_enabled() {
+            return;
+        }
+        let mut chain = OutgoingChain::<FILE_ENTRY_SIZE>::new();
+        let count = 150;
+        assert_eq!(chain.reserve(count), Ok(()));
+        for i in 0..count {
+            let entry = FileEntry {
+                compatible: *b"memfd-v2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                data: 1000 + i as u64,
+                token: i as u64,
+            };
+            assert_eq!(chain.store(i, |slot| entry.encode(slot)), Ok(()));
+        }
+        chain.set_count(count);
+        let head = chain.head();
+        let pages = chain.pages();
+        assert_eq!(pages.len(), 3);
+        assert_eq!(read_header(pages[2].bytes()).count, 150 - 126);
+        assert_eq!(read_header(pages[2].bytes()).next, 0);
+
+        let mut source = OwnPages {
+            pages,
+            claimed: RBTree::new(),
+        };
+        let mut next_token = 0u64;
+        let mut ok = true;
+        let read = read_chain::<_, FILE_ENTRY_SIZE>(&mut source, head, |_, bytes| {
+            let entry = FileEntry::decode(bytes)?;
+            ok &= entry.token == next_token && entry.data == 1000 + next_token;
+            next_token += 1;
+            Ok(())
+        });
+        assert_eq!(read, Ok(150));
+        assert!(ok);
+    }
+
+    #[test]
+    fn session_entries_keep_names_and_heads() {
+        let entry = SessionEntry {
+            name: name(b"vm-42"),
+            files_pa: 0x1234000,
+            files_count: 9,
+        };
+        let mut bytes = [0u8; SESSION_ENTRY_SIZE];
+        entry.encode(&mut bytes);
+        assert_eq!(SessionEntry::decode(&bytes), Ok(entry));
+    }
+}
