@@ -71,35 +71,39 @@ nod /dev/console 0600 0 0 c 5 1
 file /init $LUO_BIN_DIR/init 0755 0 0
 file /test $bin 0755 0 0
 EOF
-	vm_gen_cpio "$work/inner.list" >"$work/inner.cpio" || { VM_REASON="cannot pack initramfs"; return 1; }
+	vm_gen_cpio "$work/inner.list" >"$work/inner.cpio" || { VM_REASON="cannot pack initramfs"; rm -rf "$work"; return 1; }
 	cp "$work/inner.list" "$work/outer.list"
 	[ "${VM_SINGLE:-0}" = 1 ] && echo "dir /single-stage 0755 0 0" >>"$work/outer.list"
 	cat >>"$work/outer.list" <<EOF
 file /kernel $next 0644 0 0
 file /initrd.img $work/inner.cpio 0644 0 0
 EOF
-	vm_gen_cpio "$work/outer.list" >"$work/outer.cpio" || { VM_REASON="cannot pack initramfs"; return 1; }
+	vm_gen_cpio "$work/outer.list" >"$work/outer.cpio" || { VM_REASON="cannot pack initramfs"; rm -rf "$work"; return 1; }
 
-	: >"$VM_LOG"
+	# The serial log is written and judged in a private copy, so concurrent
+	# runs from the same tree cannot mix up their verdicts; it is copied to
+	# $VM_LOG at the end.
+	local serial=$work/serial log=$work/log
+	: >"$serial"
 	start=$(date +%s.%N)
 	# shellcheck disable=SC2086
 	timeout -s KILL "$LUO_VM_TIMEOUT" qemu-system-x86_64 \
 		-accel tcg -smp 2 -m 2G -nographic -no-reboot -nodefaults \
-		-serial "file:$VM_LOG" \
+		-serial "file:$serial" \
 		-kernel "$first" -initrd "$work/outer.cpio" \
 		-append "console=ttyS0 liveupdate=on panic=-1 ${LUO_CMDLINE_EXTRA:-}" \
 		${LUO_QEMU_EXTRA:-} </dev/null >"$work/qemu.out" 2>&1
 	rc=$?
 	end=$(date +%s.%N)
 	VM_SECS=$(printf '%.1f' "$(echo "$end - $start" | bc)")
-	tr -d '\r' <"$VM_LOG" >"$work/log" && cp "$work/log" "$VM_LOG"
-	[ -s "$work/qemu.out" ] && { echo "=== qemu output ==="; cat "$work/qemu.out"; } >>"$VM_LOG"
-	rm -rf "$work"
+	tr -d '\r' <"$serial" >"$log"
+	[ -s "$work/qemu.out" ] && { echo "=== qemu output ==="; cat "$work/qemu.out"; } >>"$log"
+	cp "$log" "$VM_LOG.tmp.$$" && mv -f "$VM_LOG.tmp.$$" "$VM_LOG"
 
 	# Each kernel's boot log starts with "Linux version"; the first kernel's
 	# shutdown messages come before the second one's banner.
-	first_part=$(awk '/Linux version /{n++} n<=1' "$VM_LOG")
-	second_part=$(awk '/Linux version /{n++} n>=2' "$VM_LOG")
+	first_part=$(awk '/Linux version /{n++} n<=1' "$log")
+	second_part=$(awk '/Linux version /{n++} n>=2' "$log")
 	c1=$(vm_core_of "$first_part")
 	if [ -n "$second_part" ]; then
 		c2=$(vm_core_of "$second_part")
@@ -108,25 +112,27 @@ EOF
 		VM_CORE=$c1
 	fi
 
-	if grep -q '^LUO-RESULT: PASS' "$VM_LOG" &&
-		{ grep -q 'LUO-INIT: stage 2 start' "$VM_LOG" || [ "${VM_SINGLE:-0}" = 1 ]; }; then
+	if grep -q '^LUO-RESULT: PASS' "$log" &&
+		{ grep -q 'LUO-INIT: stage 2 start' "$log" || [ "${VM_SINGLE:-0}" = 1 ]; }; then
+		rm -rf "$work"
 		return 0
 	fi
-	if grep -q '^LUO-RESULT: FAIL' "$VM_LOG"; then
-		VM_REASON=$(grep -m1 '^LUO-RESULT: FAIL' "$VM_LOG" | sed 's/^LUO-RESULT: FAIL //')
+	if grep -q '^LUO-RESULT: FAIL' "$log"; then
+		VM_REASON=$(grep -m1 '^LUO-RESULT: FAIL' "$log" | sed 's/^LUO-RESULT: FAIL //')
 		local why
-		why=$(grep -m1 ': FAIL: ' "$VM_LOG" || true)
+		why=$(grep -m1 ': FAIL: ' "$log" || true)
 		[ -n "$why" ] && VM_REASON="$VM_REASON; $why"
-	elif grep -q 'Kernel panic' "$VM_LOG"; then
-		VM_REASON="kernel panic: $(grep -m1 'Kernel panic' "$VM_LOG" | sed 's/^\[[^]]*\] //')"
+	elif grep -q 'Kernel panic' "$log"; then
+		VM_REASON="kernel panic: $(grep -m1 'Kernel panic' "$log" | sed 's/^\[[^]]*\] //')"
 	elif [ $rc = 137 ] || [ $rc = 124 ]; then
 		VM_REASON="timeout after ${LUO_VM_TIMEOUT}s (hang)"
-	elif grep -q 'LUO-INIT: stage 2 start' "$VM_LOG"; then
+	elif grep -q 'LUO-INIT: stage 2 start' "$log"; then
 		VM_REASON="stage 2 gave no result (qemu exit $rc)"
-	elif grep -q 'LUO-INIT: stage 1 ok, kexec' "$VM_LOG"; then
+	elif grep -q 'LUO-INIT: stage 1 ok, kexec' "$log"; then
 		VM_REASON="second kernel never reached stage 2 (qemu exit $rc)"
 	else
 		VM_REASON="no stage-2 result (qemu exit $rc)"
 	fi
+	rm -rf "$work"
 	return 1
 }
