@@ -43,6 +43,7 @@ mod layout;
 mod luo_file;
 mod luo_flb;
 mod luo_session;
+mod tree;
 mod uapi;
 
 pub use luo_file::{liveupdate_register_file_handler, liveupdate_unregister_file_handler};
@@ -58,7 +59,8 @@ use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
-use luo_session::{IncomingBuilder, IncomingSessions, Session};
+use luo_session::{IncomingBuilder, OutgoingSessions, Session};
+use tree::Tree;
 
 /// Prefix of every log line of the core.
 const __LOG_PREFIX: &[u8] = b"luo\0";
@@ -94,16 +96,16 @@ pub(crate) struct Luo {
     /// Which FLBs each handler's files depend on, in registration order.
     pub(crate) flb_links: KVec<(FileHandler, luo_flb::Flb)>,
     /// Outgoing sessions, in creation order (the order they are serialized in).
-    pub(crate) outgoing: KVVec<Arc<Session>>,
+    pub(crate) outgoing: OutgoingSessions,
     /// The blocks that will hold the outgoing session entries.
     pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
     /// Incoming sessions by NUL-padded name.
-    pub(crate) incoming: IncomingSessions,
+    pub(crate) incoming: Tree<[u8; SESSION_NAME_LEN], Arc<Session>>,
     /// Whether incoming files have been matched with their handlers.
     handlers_bound: bool,
     /// Ids of every file preserved in an outgoing session or retrieved and not yet
-    /// finished, sorted: a file may be in only one place at a time.
-    pub(crate) preserved: KVVec<usize>,
+    /// finished: a file may be in only one place at a time.
+    pub(crate) preserved: Tree<usize, ()>,
     /// Live update count of the previous kernel, 0 on a cold boot.
     liveupdate_num: u64,
     /// The outgoing root and FLB page, published in the KHO tree.
@@ -121,11 +123,11 @@ impl Luo {
         Self {
             handlers: KVec::new(),
             flb_links: KVec::new(),
-            outgoing: KVVec::new(),
+            outgoing: OutgoingSessions::new(),
             session_blocks: OutgoingChain::new(),
-            incoming: IncomingSessions::new(),
+            incoming: Tree::new(),
             handlers_bound: false,
-            preserved: KVVec::new(),
+            preserved: Tree::new(),
             liveupdate_num: 0,
             out_root: None,
         }
@@ -139,15 +141,10 @@ impl Luo {
 
     /// Records `id` as preserved; `EBUSY` if it already is.
     pub(crate) fn mark_preserved(&mut self, id: usize) -> Result {
-        match self.preserved.binary_search(&id) {
-            Ok(_) => Err(EBUSY),
-            Err(pos) => {
-                self.preserved.reserve(1, GFP_KERNEL)?;
-                self.preserved
-                    .insert_within_capacity(pos, id)
-                    .map_err(|_| ENOMEM)
-            }
+        if self.preserved.contains(&id) {
+            return Err(EBUSY);
         }
+        self.preserved.insert(id, ())
     }
 
     /// The FLBs that files of `handler` depend on, in registration order.
@@ -163,9 +160,7 @@ impl Luo {
 
     /// Forgets that `id` is preserved.
     pub(crate) fn unmark_preserved(&mut self, id: usize) {
-        if let Ok(pos) = self.preserved.binary_search(&id) {
-            let _ = self.preserved.remove(pos);
-        }
+        self.preserved.remove(&id);
     }
 }
 
@@ -231,7 +226,7 @@ fn early_init() {
         // Already logged by the builder. Only a refused root or session chain ends
         // here, before any session was built; dropping them all keeps the policy even
         // if that changes.
-        Err(RestoreError::Rejected) => luo.incoming = IncomingSessions::new(),
+        Err(RestoreError::Rejected) => luo.incoming.clear(),
     }
     // `blocks` goes out of scope here: every page claimed while reading is freed.
 }

@@ -20,7 +20,6 @@ use kernel::{
     fs::{file::FileDescriptorReservation, File, LocalFile},
     new_mutex,
     prelude::*,
-    rbtree::RBTree,
     sync::{aref::ARef, Arc, ArcBorrow, Mutex},
     types::ForeignOwnable,
 };
@@ -32,6 +31,7 @@ use crate::abi::format::{
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::block_chain::OutgoingChain;
 use crate::luo_file::{FileHandler, LuoFile};
+use crate::tree::Tree;
 use crate::uapi::{
     ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
 };
@@ -49,6 +49,8 @@ pub(crate) struct Session {
     pub(crate) name: SessionName,
     /// Whether the session came from the previous kernel.
     pub(crate) incoming: bool,
+    /// Outgoing: creation order.
+    seq: u64,
     #[pin]
     state: Mutex<SessionState>,
 }
@@ -66,11 +68,17 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    fn new(name: SessionName, incoming: bool, files: KVVec<LuoFile>) -> Result<Arc<Self>> {
+    fn new(
+        name: SessionName,
+        incoming: bool,
+        seq: u64,
+        files: KVVec<LuoFile>,
+    ) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 name,
                 incoming,
+                seq,
                 state <- new_mutex!(SessionState {
                     files,
                     blocks: OutgoingChain::new(),
@@ -99,39 +107,56 @@ impl SessionState {
     }
 }
 
-/// Incoming sessions by NUL-padded name.
-pub(crate) struct IncomingSessions(Option<RBTree<[u8; SESSION_NAME_LEN], Arc<Session>>>);
+/// Outgoing sessions in creation order, with their names indexed.
+pub(crate) struct OutgoingSessions {
+    by_seq: Tree<u64, Arc<Session>>,
+    by_name: Tree<[u8; SESSION_NAME_LEN], u64>,
+    next_seq: u64,
+}
 
-impl IncomingSessions {
-    /// No sessions; the tree is created with the first one, as `RBTree::new` is not const.
+impl OutgoingSessions {
+    /// No sessions.
     pub(crate) const fn new() -> Self {
-        Self(None)
-    }
-
-    /// The session named `key`.
-    pub(crate) fn get(&self, key: &[u8; SESSION_NAME_LEN]) -> Option<&Arc<Session>> {
-        self.0.as_ref()?.get(key)
-    }
-
-    /// Adds a session; the caller checked that the name is free.
-    fn insert(&mut self, session: Arc<Session>) -> Result {
-        let key = *session.name.as_field();
-        self.0
-            .get_or_insert_with(RBTree::new)
-            .try_create_and_insert(key, session, GFP_KERNEL)?;
-        Ok(())
-    }
-
-    /// Drops the session named `key`.
-    fn remove(&mut self, key: &[u8; SESSION_NAME_LEN]) {
-        if let Some(tree) = self.0.as_mut() {
-            tree.remove(key);
+        Self {
+            by_seq: Tree::new(),
+            by_name: Tree::new(),
+            next_seq: 0,
         }
     }
 
-    /// Every session, by name.
-    fn iter(&self) -> impl Iterator<Item = (&[u8; SESSION_NAME_LEN], &Arc<Session>)> {
-        self.0.iter().flat_map(|tree| tree.iter())
+    /// Number of sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    /// Every session, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Session>> {
+        self.by_seq.values()
+    }
+
+    fn contains(&self, name: &SessionName) -> bool {
+        self.by_name.contains(name.as_field())
+    }
+
+    /// The sequence number the next session gets.
+    fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Adds a session created with [`OutgoingSessions::next_seq`]; all or nothing.
+    fn add(&mut self, session: Arc<Session>) -> Result {
+        let seq_slot = Tree::slot()?;
+        let name_slot = Tree::slot()?;
+        self.by_name
+            .insert_in(name_slot, *session.name.as_field(), session.seq);
+        self.by_seq.insert_in(seq_slot, session.seq, session);
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, session: &Session) {
+        self.by_name.remove(session.name.as_field());
+        self.by_seq.remove(&session.seq);
     }
 }
 
@@ -190,16 +215,12 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     let count = luo.outgoing.len();
     luo.session_blocks.reserve(count + 1)?;
     let result = (|| {
-        if luo.outgoing.iter().any(|s| s.name == name) {
+        if luo.outgoing.contains(&name) {
             return Err(EEXIST);
         }
-        luo.outgoing.reserve(1, GFP_KERNEL)?;
-        let session = Session::new(name, false, KVVec::new())?;
-        let file = session_file(session.clone())?;
-        luo.outgoing
-            .push_within_capacity(session)
-            .map_err(|_| ENOMEM)?;
-        Ok(file)
+        let session = Session::new(name, false, luo.outgoing.next_seq(), KVVec::new())?;
+        luo.outgoing.add(session.clone())?;
+        session_file(session.clone()).inspect_err(|_| luo.outgoing.remove(&session))
     })();
     if result.is_err() {
         luo.session_blocks.shrink(luo.outgoing.len());
@@ -326,12 +347,15 @@ fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<AR
         return Ok(f.clone());
     }
     let handler = file.handler.ok_or(ENOENT)?;
-    luo.preserved.reserve(1, GFP_KERNEL)?;
+    let slot = Tree::slot()?;
     match handler.retrieve(file.state.data) {
         Ok(f) => {
             // Until finished, the file cannot be preserved again.
-            if luo.mark_preserved(handler.file_id(&f)).is_err() {
+            let id = handler.file_id(&f);
+            if luo.preserved.contains(&id) {
                 pr_warn!("a retrieved file is already preserved elsewhere\n");
+            } else {
+                luo.preserved.insert_in(slot, id, ());
             }
             file.retrieve_status = 1;
             file.file = Some(f.clone());
@@ -379,6 +403,7 @@ fn session_closed(session: Arc<Session>) {
     }
     if session.incoming {
         if finish(luo, &mut state).is_ok() {
+            drop(state);
             luo.incoming.remove(session.name.as_field());
         } else {
             pr_warn!(
@@ -393,7 +418,7 @@ fn session_closed(session: Arc<Session>) {
     }
     state.blocks.shrink(0);
     drop(state);
-    luo.outgoing.retain(|s| !Arc::ptr_eq(s, &session));
+    luo.outgoing.remove(&session);
     luo.session_blocks.shrink(luo.outgoing.len());
 }
 
@@ -505,7 +530,8 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
                 session.name,
                 e
             );
-            for earlier in outgoing[..i].iter().rev() {
+            // Sessions are independent: thawing them oldest first is as good as newest.
+            for earlier in outgoing.iter().take(i) {
                 let mut state = earlier.state.lock();
                 thaw_files(&mut state, usize::MAX);
                 state.blocks.set_count(0);
@@ -617,8 +643,11 @@ impl RestoreSink for IncomingBuilder<'_> {
             return Ok(());
         }
         let nfiles = files.len();
-        let session = Session::new(name, true, files).map_err(|_| OutOfMemory)?;
-        self.luo.incoming.insert(session).map_err(|_| OutOfMemory)?;
+        let session = Session::new(name, true, 0, files).map_err(|_| OutOfMemory)?;
+        self.luo
+            .incoming
+            .insert(*name.as_field(), session)
+            .map_err(|_| OutOfMemory)?;
         self.sessions += 1;
         self.files += nfiles;
         Ok(())
