@@ -37,10 +37,30 @@ const KINDS: &[&[u8]] = &[
     b"session-duplicate-name",
     b"file-cycle",
     b"file-unknown-compatible",
+    b"freeze-fail",
 ];
 
 /// Index into [`KINDS`] chosen on the command line.
 static KIND: Atomic<u32> = Atomic::new(0);
+
+/// Files frozen so far, for `freeze-fail`.
+static FROZEN: Atomic<u32> = Atomic::new(0);
+
+/// For `freeze-fail`: whether the file about to be frozen must fail, which happens once,
+/// to the second file of the first reboot attempt (so one frozen file must be thawed).
+pub(crate) fn fail_this_freeze() -> bool {
+    let kind = KIND.load(Relaxed) as usize;
+    if KINDS.get(kind) != Some(&&b"freeze-fail"[..]) {
+        return false;
+    }
+    let seen = FROZEN.load(Relaxed);
+    FROZEN.store(seen + 1, Relaxed);
+    if seen == 1 {
+        pr_warn!("TEST ONLY: failing the freeze of a file\n");
+        return true;
+    }
+    false
+}
 
 /// Parses `luo_corrupt=<kind>`; returns whether the kind is known.
 pub(crate) fn parse(value: &[u8]) -> bool {
@@ -56,7 +76,10 @@ pub(crate) fn parse(value: &[u8]) -> bool {
 /// Damages the serialized state as asked, once everything has been written.
 pub(crate) fn damage(luo: &mut Luo) {
     let kind = KIND.load(Relaxed) as usize;
-    let Some(name) = KINDS.get(kind).filter(|_| kind != 0) else {
+    let Some(name) = KINDS
+        .get(kind)
+        .filter(|name| kind != 0 && **name != b"freeze-fail")
+    else {
         return;
     };
     pr_warn!(

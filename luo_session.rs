@@ -555,6 +555,8 @@ fn freeze_files(state: &mut SessionState) -> Result {
     for i in 0..state.files.len() {
         let file = &mut state.files[i];
         let frozen = match (file.handler, file.file.as_ref()) {
+            #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+            _ if crate::corrupt::fail_this_freeze() => Err(EIO),
             (Some(handler), Some(f)) => handler.freeze(f, &mut file.state),
             _ => Err(EINVAL),
         };
