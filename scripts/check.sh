@@ -35,7 +35,7 @@ n=0 pass=0 fail=0 skip=0
 ok() { n=$((n + 1)); pass=$((pass + 1)); echo "ok $n $1${2:+ # $2}"; }
 notok() { n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n $1 # $2"; }
 skipped() { n=$((n + 1)); skip=$((skip + 1)); echo "ok $n $1 # SKIP $2"; }
-indent() { sed 's/^/#   /'; }
+indent() { sed -u "s/^/#   /"; }
 
 echo "KTAP version 1"
 echo "1..$plan"
