@@ -401,12 +401,10 @@ impl MiscDevice for LuoDevice {
             ucmd.respond()?;
             reservation.fd_install(file);
         } else {
-            let retrieved = luo_session::retrieve_session(&name)?;
-            if let Err(e) = ucmd.respond() {
-                retrieved.give_back();
-                return Err(e);
-            }
-            reservation.fd_install(retrieved.file);
+            let file = luo_session::retrieve_session(&name)?;
+            // On failure the file is dropped, which finishes the session, as upstream.
+            ucmd.respond()?;
+            reservation.fd_install(file);
         }
         Ok(0)
     }

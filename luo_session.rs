@@ -63,8 +63,6 @@ pub(crate) struct SessionState {
     blocks: OutgoingChain<FILE_ENTRY_SIZE>,
     /// Incoming: an fd was handed out for the session.
     retrieved: bool,
-    /// Incoming: the fd never reached userspace; closing it only undoes the retrieve.
-    returned: bool,
 }
 
 impl Session {
@@ -83,7 +81,6 @@ impl Session {
                     files,
                     blocks: OutgoingChain::new(),
                     retrieved: false,
-                    returned: false,
                 }),
             }),
             GFP_KERNEL,
@@ -228,23 +225,8 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     result
 }
 
-/// An incoming session just retrieved, whose fd is not installed yet.
-pub(crate) struct RetrievedSession {
-    /// The session's file.
-    pub(crate) file: ARef<File>,
-    session: Arc<Session>,
-}
-
-impl RetrievedSession {
-    /// The reply could not reach userspace: drops the file without finishing the
-    /// session, which can then be retrieved again.
-    pub(crate) fn give_back(self) {
-        self.session.state.lock().returned = true;
-    }
-}
-
 /// `LIVEUPDATE_IOCTL_RETRIEVE_SESSION`: the incoming session named `field`, once.
-pub(crate) fn retrieve_session(field: &[u8]) -> Result<RetrievedSession> {
+pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     // Names are compared over at most 64 bytes; one without a NUL matches nothing.
     let len = c_str_len(field).ok_or(ENOENT)?;
     let mut key = [0u8; SESSION_NAME_LEN];
@@ -258,8 +240,7 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<RetrievedSession> {
     }
     let file = session_file(session.clone())?;
     state.retrieved = true;
-    drop(state);
-    Ok(RetrievedSession { file, session })
+    Ok(file)
 }
 
 /// Takes a file out of the outgoing set: the handler's state, the preserved mark, the
@@ -325,12 +306,14 @@ fn preserve_fd_in(luo: &mut Luo, state: &mut SessionState, token: u64, fd: i32) 
     result
 }
 
-/// The first registered handler that takes `file`, with its module pinned.
+/// The first registered handler that takes `file`, with its module pinned; none when
+/// that handler's module is going away.
 fn find_handler(luo: &Luo, file: &File) -> Option<FileHandler> {
     luo.handlers
         .iter()
-        .find(|h| h.can_preserve(file) && h.get_module())
+        .find(|h| h.can_preserve(file))
         .copied()
+        .filter(FileHandler::get_module)
 }
 
 /// `LIVEUPDATE_SESSION_RETRIEVE_FD`.
@@ -396,11 +379,6 @@ fn session_closed(session: Arc<Session>) {
     let mut luo = LUO.lock();
     let luo = &mut *luo;
     let mut state = session.state.lock();
-    if session.incoming && state.returned {
-        state.returned = false;
-        state.retrieved = false;
-        return;
-    }
     if session.incoming {
         if finish(luo, &mut state).is_ok() {
             drop(state);
@@ -507,7 +485,18 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             }
             // Taken so that, as for every other command, nothing answers after reboot.
             let _luo = LUO.lock();
-            ucmd.buf[8..8 + SESSION_NAME_LEN].copy_from_slice(session.name.as_field());
+            let dst = &mut ucmd.buf[8..8 + SESSION_NAME_LEN];
+            // Copied the way upstream copies it (`strscpy()`), which leaves some of the
+            // caller's bytes after the NUL: userspace sees the same bytes from either core.
+            // SAFETY: `dst` is 64 writable bytes and the source a NUL-terminated name in
+            // a 64-byte field.
+            unsafe {
+                bindings::sized_strscpy(
+                    dst.as_mut_ptr(),
+                    session.name.as_field().as_ptr(),
+                    SESSION_NAME_LEN,
+                )
+            };
             ucmd.respond()
         }
     }

@@ -73,18 +73,22 @@ impl<const K: usize> UserCommand<K> {
         if user_size < min_size {
             return Err(EINVAL);
         }
-        let mut reader = UserSlice::new(UserPtr::from_addr(arg), user_size).reader();
-        let mut buf = [0u8; K];
-        let known = user_size.min(K);
-        reader.read_slice(&mut buf[..known])?;
-        let mut chunk = [0u8; 64];
-        while !reader.is_empty() {
-            let n = reader.len().min(chunk.len());
-            reader.read_slice(&mut chunk[..n])?;
-            if chunk[..n].iter().any(|&b| b != 0) {
-                return Err(E2BIG);
+        if user_size > K {
+            // The tail is checked first, and up to its first non-zero byte only, so a
+            // fault after that byte still answers E2BIG, as upstream does.
+            let tail = UserPtr::from_addr(arg).wrapping_byte_add(K);
+            // SAFETY: `check_zeroed_user()` validates the user range itself.
+            match unsafe { bindings::check_zeroed_user(tail.as_const_ptr(), user_size - K) } {
+                0 => return Err(E2BIG),
+                n if n < 0 => return Err(EFAULT),
+                _ => {}
             }
         }
+        let known = user_size.min(K);
+        let mut buf = [0u8; K];
+        UserSlice::new(UserPtr::from_addr(arg), known)
+            .reader()
+            .read_slice(&mut buf[..known])?;
         Ok(Self {
             arg,
             user_size,
