@@ -2,17 +2,25 @@
 #
 #   make run      build the Rust-core kernel and the demo agent, boot it in
 #                 QEMU, live-update (kexec) once and show what survived
-#   make check    full gate: kernel build (CLIPPY=1) + warning check,
-#                 rustfmt, abi cargo test, all VM tests; KTAP output ending
-#                 in "N passed, N failed"
+#   make check    full gate, both cores: kernel builds (Rust with CLIPPY=1) +
+#                 warning check, rustfmt, abi cargo test, fuzz corpus + short
+#                 fuzz run, docs, VM tests on each core (ours, upstream's five,
+#                 failed reboot, corrupt handovers), C/Rust parity, C<->Rust
+#                 kexec; KTAP output ending in "N passed, N failed"
 #   make kernel   Rust-core kernel  -> $(LUO_CACHE_DIR)/out/bzImage-rust
 #   make kernel-c C-core kernel     -> $(LUO_CACHE_DIR)/out/bzImage-c
 #   make selftests  static test binaries -> build/selftests/
 #   make vmtest   VM tests only (against CORE), kernel must be built
 #   make cross    build both kernels; VM tests kexec'ing C -> Rust and Rust -> C
+#   make parity   both kernels; every ioctl/errno case compared C vs Rust
+#   make fuzz     fuzz the restore parser (FUZZ_SECONDS, default 600)
+#   make docs     parse Documentation/*.rst (docutils, warnings are errors)
+#   make debug-check  debug kernel (KASAN, lockdep, kmemleak, fail-nth):
+#                 threaded stress and injected allocation failures
+#   make bench    C vs Rust core timings -> bench/results.csv, RESULTS.md, plot.png
 #   make clean    remove build/ (the kernel cache stays; see distclean)
 #
-# CORE=rust|c selects the core that run/check/vmtest use (default rust).
+# CORE=rust|c selects the core that run/vmtest use (default rust).
 
 CORE ?= rust
 export CORE
@@ -25,7 +33,8 @@ export LUO_LOG_DIR := $(BUILD)/logs
 VM_TESTS := luo_memfd_pattern luo_multi_block agent \
 	upstream-liveupdate upstream-luo_kexec_simple upstream-luo_multi_session
 
-.PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest cross clean distclean
+.PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest cross clean distclean \
+	parity fuzz docs debug-check bench
 
 all: check
 
@@ -66,6 +75,22 @@ cross: kernel kernel-c
 
 check:
 	@scripts/check.sh
+
+parity: kernel kernel-c
+	@scripts/parity.sh
+
+FUZZ_SECONDS ?= 600
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+docs:
+	@scripts/check-docs.sh
+
+debug-check: deps
+	@scripts/debug-check.sh
+
+bench: deps
+	@scripts/bench.sh
 
 clean:
 	rm -rf $(BUILD)

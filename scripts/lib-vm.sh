@@ -37,7 +37,7 @@ vm_gen_cpio() {
 # Tests that run in one boot, without a kexec.
 vm_is_single() {
 	case $1 in
-	upstream-liveupdate) return 0 ;;
+	*upstream-liveupdate) return 0 ;;
 	*) return 1 ;;
 	esac
 }
