@@ -188,7 +188,9 @@ def main():
             vals = [med.get(("rust", "sessions", s, op)) for s in rs_sizes]
             if not any(vals):
                 continue
-            b = med.get(("rust", "sessions", base, op))
+            if op == "open_incoming":  # a total: per session here
+                vals = [(v[0] / s, v[1]) if v else None for v, s in zip(vals, rs_sizes)]
+            b = vals[rs_sizes.index(base)]
             last = vals[-1]
             trend = f"{last[0] / b[0]:.2f}" if b and last and b[0] > 0 else "–"
             w(f"| {op} | " + " | ".join(f"{v[0]:.0f}" if v else "–" for v in vals)

@@ -221,7 +221,7 @@ py=$venv/bin/python
 [ -x "$py" ] || py=python3
 "$py" "$repo/bench/report.py" "$csv" "$outdir/RESULTS.md" \
 	--command "$cmd" --duration $((t_end - t_start)) \
-	--kernels "rust $(stat -c '%y' "$kdir/bzImage-rust" | cut -d. -f1), c $(stat -c '%y' "$kdir/bzImage-c" | cut -d. -f1)" \
+	--kernels "repo $(git -C "$repo" log -1 --format=%h) (Rust core files as committed there unless noted), rust $(stat -c '%y' "$kdir/bzImage-rust" | cut -d. -f1), c $(stat -c '%y' "$kdir/bzImage-c" | cut -d. -f1)" \
 	--cmdline "$base_cmdline" || say "WARNING: report failed"
 "$py" "$repo/bench/plot.py" "$csv" "$outdir/plot.png" || say "WARNING: plot failed"
 say "wrote $outdir/RESULTS.md and $outdir/plot.png"
