@@ -371,6 +371,8 @@ fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
         }
         handler.put_module();
     }
+    // Gives the (possibly vmalloc'd) array back now rather than at close.
+    state.files = KVVec::new();
     Ok(())
 }
 

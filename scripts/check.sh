@@ -110,14 +110,15 @@ else
 	notok selftests-build "no kernel headers"
 fi
 
-# vm NAME FIRST NEXT EXPECTED-CORE TEST [CMDLINE]
+# vm NAME FIRST NEXT EXPECTED-CORE TEST [CMDLINE [THIRD]]
 vm() {
-	local name=$1 first=$2 next=$3 want=$4 test=$5
+	local name=$1 first=$2 next=$3 want=$4 test=$5 third=${7:-}
 	if [ $sel_ok = 0 ] || [ ! -f "$first" ] || [ ! -f "$next" ]; then
 		notok "$name" "not run: kernel or selftests did not build"
 		return
 	fi
-	if LUO_CMDLINE_EXTRA="${6:-}" vm_run "${name//\//-}" "$LUO_BIN_DIR/$test" "$first" "$next"; then
+	if LUO_CMDLINE_EXTRA="${6:-}" vm_run "${name//\//-}" "$LUO_BIN_DIR/$test" "$first" "$next" \
+		${third:+"$third"}; then
 		if [ "$VM_CORE" = "$want" ]; then
 			ok "$name" "${VM_SECS}s, core $VM_CORE"
 		else
@@ -168,6 +169,11 @@ fi
 for t in luo_interop luo_memfd_pattern luo_multi_block upstream-luo_multi_session; do
 	vm "cross/c-to-rust/$t" "$c" "$rust" "c -> rust" "$t"
 	vm "cross/rust-to-c/$t" "$rust" "$c" "rust -> c" "$t"
+done
+
+# Two hops: the middle Rust kernel takes everything back and hands it on to C.
+for t in luo_interop luo_multi_block; do
+	vm "cross/rust-to-rust-to-c/$t" "$rust" "$rust" "rust -> rust -> c" "$t" "" "$c"
 done
 
 echo "1..$n"

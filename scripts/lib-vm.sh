@@ -47,8 +47,10 @@ vm_core_of() {
 	if grep -q 'Rust LUO core' <<<"$1"; then echo rust; else echo c; fi
 }
 
+# vm_run NAME BIN FIRST NEXT [THIRD]: with THIRD, the kernel NEXT relays: it
+# verifies what FIRST handed over, prepares it again and kexecs into THIRD.
 vm_run() {
-	local name=$1 bin=$2 first=$3 next=$4
+	local name=$1 bin=$2 first=$3 next=$4 third=${5:-}
 	local work start end rc first_part second_part c1 c2
 	VM_REASON= VM_CORE=? VM_SECS=0 VM_SINGLE=0
 	vm_is_single "$name" && VM_SINGLE=1
@@ -56,7 +58,7 @@ vm_run() {
 	VM_LOG=$LUO_LOG_DIR/vm-$name.log
 	work=$(mktemp -d "${TMPDIR:-/tmp}/luo-vm.XXXXXX")
 
-	for f in "$LUO_BIN_DIR/init" "$bin" "$first" "$next"; do
+	for f in "$LUO_BIN_DIR/init" "$bin" "$first" "$next" ${third:+"$third"}; do
 		if [ ! -f "$f" ]; then
 			VM_REASON="missing $f"
 			rm -rf "$work"
@@ -72,6 +74,16 @@ file /init $LUO_BIN_DIR/init 0755 0 0
 file /test $bin 0755 0 0
 EOF
 	vm_gen_cpio "$work/inner.list" >"$work/inner.cpio" || { VM_REASON="cannot pack initramfs"; rm -rf "$work"; return 1; }
+	if [ -n "$third" ]; then
+		cp "$work/inner.list" "$work/relay.list"
+		cat >>"$work/relay.list" <<EOF
+dir /relay 0755 0 0
+file /kernel $third 0644 0 0
+file /initrd.img $work/inner.cpio 0644 0 0
+EOF
+		vm_gen_cpio "$work/relay.list" >"$work/relay.cpio" || { VM_REASON="cannot pack initramfs"; rm -rf "$work"; return 1; }
+		mv "$work/relay.cpio" "$work/inner.cpio"
+	fi
 	cp "$work/inner.list" "$work/outer.list"
 	[ "${VM_SINGLE:-0}" = 1 ] && echo "dir /single-stage 0755 0 0" >>"$work/outer.list"
 	cat >>"$work/outer.list" <<EOF
@@ -102,14 +114,22 @@ EOF
 
 	# Each kernel's boot log starts with "Linux version"; the first kernel's
 	# shutdown messages come before the second one's banner.
-	first_part=$(awk '/Linux version /{n++} n<=1' "$log")
-	second_part=$(awk '/Linux version /{n++} n>=2' "$log")
-	c1=$(vm_core_of "$first_part")
-	if [ -n "$second_part" ]; then
-		c2=$(vm_core_of "$second_part")
-		if [ "$c1" = "$c2" ]; then VM_CORE=$c1; else VM_CORE="$c1 -> $c2"; fi
+	local boots i cores=() all_same=1
+	boots=$(grep -c 'Linux version ' "$log")
+	for ((i = 1; i <= (boots > 0 ? boots : 1); i++)); do
+		cores+=("$(vm_core_of "$(awk -v k=$i '/Linux version /{n++} n==k' "$log")")")
+		[ "${cores[-1]}" = "${cores[0]}" ] || all_same=0
+	done
+	if [ $all_same = 1 ] && [ ${#cores[@]} -le 2 ]; then
+		VM_CORE=${cores[0]}
 	else
-		VM_CORE=$c1
+		VM_CORE=$(printf '%s -> ' "${cores[@]}")
+		VM_CORE=${VM_CORE% -> }
+	fi
+	if [ -n "$third" ] && ! grep -q 'LUO-INIT: relay ok' "$log"; then
+		VM_REASON="the middle kernel did not relay"
+		rm -rf "$work"
+		return 1
 	fi
 
 	if grep -q '^LUO-RESULT: PASS' "$log" &&

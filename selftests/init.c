@@ -10,6 +10,10 @@
  * If /single-stage exists, "/test" runs once without arguments and no kexec
  * happens (for single-boot tests such as upstream's liveupdate.c).
  *
+ * If /relay exists in stage 2, this kernel is a middle hop: after "/test -s 2"
+ * verified what the previous kernel handed over, it loads its own /kernel and
+ * /initrd.img, runs "/test -s 1" to preserve everything again, and kexecs on.
+ *
  * The host side (scripts/vmtest.sh) parses these console markers:
  *   LUO-INIT: ...                 progress
  *   LUO-RESULT: PASS              stage 2 succeeded
@@ -35,6 +39,7 @@
 #define TEST_BIN "/test"
 #define STAGE2_ARG "luo_stage=2"
 #define SINGLE_STAGE "/single-stage"
+#define RELAY "/relay"
 
 static void say(const char *fmt, ...)
 {
@@ -191,6 +196,21 @@ int main(void)
 	if (rc) {
 		snprintf(why, sizeof(why), "%s -s %d exited with %d", TEST_BIN, stage, rc);
 		finish(stage, 0, why);
+	}
+	if (stage == 2 && access(RELAY, F_OK) == 0) {
+		/* A middle kernel: hand everything on to the next one. */
+		say("relay: stage 2 verified, preparing again for the next kernel");
+		if (load_next_kernel(cmdline))
+			finish(2, 0, "kexec_file_load failed");
+		rc = run_test(1);
+		if (rc) {
+			snprintf(why, sizeof(why), "%s -s 1 (relay) exited with %d", TEST_BIN, rc);
+			finish(2, 0, why);
+		}
+		say("relay ok, kexec into the next kernel");
+		sync();
+		reboot(RB_KEXEC);
+		finish(2, 0, "reboot(RB_KEXEC) returned");
 	}
 	if (stage == 2)
 		finish(2, 1, NULL);
