@@ -17,11 +17,12 @@
 #    themselves, see kmemleak_* in the test sources).
 #
 # TEST defaults to: luo_stress_threads luo_failslab (names of selftests/*.c;
-# others, e.g. luo_multi_block, are checked for splats only). Prints KTAP and "N passed, N failed"; exits
-# non-zero on any failure. Serial logs: build/debug-check/logs/vm-*.log.
+# others, e.g. luo_multi_block, are checked for splats only, as they do not
+# scan kmemleak). Prints KTAP and "N passed, N failed"; exits non-zero on any
+# failure. Serial logs: build/debug-check/logs/vm-*.log.
 #
 #   --build-only   only build the kernel and the tests
-#   --no-build     use the kernel and tests built before
+#   --no-build     use the debug kernel built before (tests are always rebuilt)
 #   -t SECONDS     timeout of each VM run (default 900)
 #
 # Environment: LUO_CACHE_DIR, LUO_DEBUG_JOBS (make -j, default 2),
@@ -184,10 +185,8 @@ build_tests() {
 	say "built init ${tests[*]} into $OUT/bin"
 }
 
-if [ $do_build = 1 ]; then
-	build_kernel
-	build_tests
-fi
+[ $do_build = 1 ] && build_kernel
+build_tests
 [ $do_run = 1 ] || exit 0
 [ -f "$IMAGE" ] || die "no debug kernel at $IMAGE (run without --no-build)"
 
@@ -205,6 +204,7 @@ SPLAT_RE='WARNING:|BUG:|KASAN|possible circular locking|possible recursive locki
 check_log() { # LOG TEST
 	local log=$1 n
 	WHY=
+	[ -f "$log" ] || { WHY="no serial log"; return 1; }
 	if grep -nE "$SPLAT_RE" "$log" >"$OUT/splats.txt"; then
 		n=$(wc -l <"$OUT/splats.txt")
 		WHY="$n splat line(s): $(head -n1 "$OUT/splats.txt" | sed 's/^[0-9]*://; s/^\[[^]]*\] //')"
@@ -263,8 +263,10 @@ for t in "${tests[@]}"; do
 		echo "ok $i $t"
 		pass=$((pass + 1))
 	else
-		grep -E ': FAIL: |LUO-RESULT' "$VM_LOG" | head -n 5 | sed 's/^/#   /'
-		[ -n "$VM_REASON" ] && tail -n 25 "$VM_LOG" | sed 's/^/#   /'
+		if [ -f "$VM_LOG" ]; then
+			grep -E ': FAIL: |LUO-RESULT' "$VM_LOG" | head -n 5 | sed 's/^/#   /'
+			[ -n "$VM_REASON" ] && tail -n 25 "$VM_LOG" | sed 's/^/#   /'
+		fi
 		echo "not ok $i $t # $reason"
 		fail=$((fail + 1))
 	fi
