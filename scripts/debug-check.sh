@@ -180,7 +180,7 @@ build_tests() {
 	gcc "${cflags[@]}" -o "$OUT/bin/init" "$repo/selftests/init.c" || die "init.c does not build"
 	for t in "${tests[@]}"; do
 		gcc "${cflags[@]}" -pthread -o "$OUT/bin/$t" "$repo/selftests/$t.c" \
-			"$repo/selftests/lib/luo.c" || die "selftests/$t.c does not build"
+			"$repo/selftests/lib/luo.c" "$repo/selftests/lib/kmemleak.c" || die "selftests/$t.c does not build"
 	done
 	say "built init ${tests[*]} into $OUT/bin"
 }
