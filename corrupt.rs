@@ -211,7 +211,7 @@ fn duplicate_name(luo: &mut Luo) -> Result {
 
 /// Applies `edit` to the file chain of the first session that has files.
 fn file_chain(luo: &mut Luo, edit: impl FnOnce(&mut [PreservedPage]) -> Result) -> Result {
-    for session in luo.outgoing.iter() {
+    for session in luo.outgoing.values() {
         let mut state = session.lock_state();
         let pages = state.file_blocks_mut().pages_mut();
         if !pages.is_empty() {

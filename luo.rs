@@ -59,7 +59,7 @@ use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
-use luo_session::{IncomingBuilder, OutgoingSessions, Session};
+use luo_session::{IncomingBuilder, Session};
 use tree::Tree;
 
 /// Prefix of every log line of the core.
@@ -95,8 +95,10 @@ pub(crate) struct Luo {
     pub(crate) handlers: KVec<FileHandler>,
     /// Which FLBs each handler's files depend on, in registration order.
     pub(crate) flb_links: KVec<(FileHandler, luo_flb::Flb)>,
-    /// Outgoing sessions, in creation order (the order they are serialized in).
-    pub(crate) outgoing: OutgoingSessions,
+    /// Outgoing sessions by NUL-padded name, the order they are serialized in (the
+    /// order of a chain is not part of the format: the next kernel looks sessions up by
+    /// name).
+    pub(crate) outgoing: Tree<[u8; SESSION_NAME_LEN], Arc<Session>>,
     /// The blocks that will hold the outgoing session entries.
     pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
     /// Incoming sessions by NUL-padded name.
@@ -123,7 +125,7 @@ impl Luo {
         Self {
             handlers: KVec::new(),
             flb_links: KVec::new(),
-            outgoing: OutgoingSessions::new(),
+            outgoing: Tree::new(),
             session_blocks: OutgoingChain::new(),
             incoming: Tree::new(),
             handlers_bound: false,

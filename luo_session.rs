@@ -49,8 +49,6 @@ pub(crate) struct Session {
     pub(crate) name: SessionName,
     /// Whether the session came from the previous kernel.
     pub(crate) incoming: bool,
-    /// Outgoing: creation order.
-    seq: u64,
     #[pin]
     state: Mutex<SessionState>,
 }
@@ -66,17 +64,11 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    fn new(
-        name: SessionName,
-        incoming: bool,
-        seq: u64,
-        files: KVVec<LuoFile>,
-    ) -> Result<Arc<Self>> {
+    fn new(name: SessionName, incoming: bool, files: KVVec<LuoFile>) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 name,
                 incoming,
-                seq,
                 state <- new_mutex!(SessionState {
                     files,
                     blocks: OutgoingChain::new(),
@@ -101,59 +93,6 @@ impl SessionState {
     /// The blocks of the session's file entries, for the corruption test.
     pub(crate) fn file_blocks_mut(&mut self) -> &mut OutgoingChain<FILE_ENTRY_SIZE> {
         &mut self.blocks
-    }
-}
-
-/// Outgoing sessions in creation order, with their names indexed.
-pub(crate) struct OutgoingSessions {
-    by_seq: Tree<u64, Arc<Session>>,
-    by_name: Tree<[u8; SESSION_NAME_LEN], u64>,
-    next_seq: u64,
-}
-
-impl OutgoingSessions {
-    /// No sessions.
-    pub(crate) const fn new() -> Self {
-        Self {
-            by_seq: Tree::new(),
-            by_name: Tree::new(),
-            next_seq: 0,
-        }
-    }
-
-    /// Number of sessions.
-    pub(crate) fn len(&self) -> usize {
-        self.by_seq.len()
-    }
-
-    /// Every session, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Session>> {
-        self.by_seq.values()
-    }
-
-    fn contains(&self, name: &SessionName) -> bool {
-        self.by_name.contains(name.as_field())
-    }
-
-    /// The sequence number the next session gets.
-    fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
-    /// Adds a session created with [`OutgoingSessions::next_seq`]; all or nothing.
-    fn add(&mut self, session: Arc<Session>) -> Result {
-        let seq_slot = Tree::slot()?;
-        let name_slot = Tree::slot()?;
-        self.by_name
-            .insert_in(name_slot, *session.name.as_field(), session.seq);
-        self.by_seq.insert_in(seq_slot, session.seq, session);
-        self.next_seq += 1;
-        Ok(())
-    }
-
-    fn remove(&mut self, session: &Session) {
-        self.by_name.remove(session.name.as_field());
-        self.by_seq.remove(&session.seq);
     }
 }
 
@@ -212,12 +151,14 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     let count = luo.outgoing.len();
     luo.session_blocks.reserve(count + 1)?;
     let result = (|| {
-        if luo.outgoing.contains(&name) {
+        if luo.outgoing.contains(name.as_field()) {
             return Err(EEXIST);
         }
-        let session = Session::new(name, false, luo.outgoing.next_seq(), KVVec::new())?;
-        luo.outgoing.add(session.clone())?;
-        session_file(session.clone()).inspect_err(|_| luo.outgoing.remove(&session))
+        let session = Session::new(name, false, KVVec::new())?;
+        luo.outgoing.insert(*name.as_field(), session.clone())?;
+        session_file(session).inspect_err(|_| {
+            luo.outgoing.remove(name.as_field());
+        })
     })();
     if result.is_err() {
         luo.session_blocks.shrink(luo.outgoing.len());
@@ -398,7 +339,7 @@ fn session_closed(session: Arc<Session>) {
     }
     state.blocks.shrink(0);
     drop(state);
-    luo.outgoing.remove(&session);
+    luo.outgoing.remove(session.name.as_field());
     luo.session_blocks.shrink(luo.outgoing.len());
 }
 
@@ -512,7 +453,7 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
         session_blocks,
         ..
     } = luo;
-    for (i, session) in outgoing.iter().enumerate() {
+    for (i, session) in outgoing.values().enumerate() {
         let mut state = session.state.lock();
         let state = &mut *state;
         if let Err(e) = freeze_files(state) {
@@ -521,8 +462,8 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
                 session.name,
                 e
             );
-            // Sessions are independent: thawing them oldest first is as good as newest.
-            for earlier in outgoing.iter().take(i) {
+            // Sessions are independent: the order they are thawed in does not matter.
+            for earlier in outgoing.values().take(i) {
                 let mut state = earlier.state.lock();
                 thaw_files(&mut state, usize::MAX);
                 state.blocks.set_count(0);
@@ -636,7 +577,7 @@ impl RestoreSink for IncomingBuilder<'_> {
             return Ok(());
         }
         let nfiles = files.len();
-        let session = Session::new(name, true, 0, files).map_err(|_| OutOfMemory)?;
+        let session = Session::new(name, true, files).map_err(|_| OutOfMemory)?;
         self.luo
             .incoming
             .insert(*name.as_field(), session)
