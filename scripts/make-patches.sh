@@ -27,6 +27,9 @@
 # Exits non-zero if any of this fails. Warnings and rustdoc findings are
 # listed, not fatal.
 set -euo pipefail
+# The whole script is one block, so that editing it while it runs cannot
+# change what the running instance executes.
+{
 
 say() { printf '[patches] %s\n' "$*"; }
 die() { printf '[patches] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -119,7 +122,7 @@ else
 			git -C "$repo" ls-tree --name-only "$head" -- "$(dirname "$g")/" |
 				while read -r f; do
 					# shellcheck disable=SC2053
-					[[ $f == $g ]] && echo "$f"
+					if [[ $f == $g ]]; then echo "$f"; fi
 				done
 		done | sort -u
 	}
@@ -165,14 +168,15 @@ commit() { # message file; the index holds what to commit
 	G commit -q --no-verify -F "$1"
 }
 
-# maint_add AFTER NEW: add line NEW after line AFTER of the LIVE UPDATE entry.
+# maint_add NEXT NEW: add line NEW before line NEXT of the LIVE UPDATE entry
+# (checkpatch wants the F: patterns in byte order: "liveupdate-" < "liveupdate.").
 maint_add() {
 	[ -f "$WORK/kp.patch" ] && grep -q "^+++ b/MAINTAINERS" "$WORK/kp.patch" && return 1
-	awk -v after="$1" -v new="$2" '
+	awk -v next_="$1" -v new="$2" '
 		/^LIVE UPDATE$/ { inside = 1 }
 		/^$/ { inside = 0 }
+		inside && $0 == next_ { print new; done = 1 }
 		{ print }
-		inside && $0 == after { print new; done = 1 }
 		END { exit !done }
 	' MAINTAINERS >"$WORK/MAINTAINERS.new" || { say "note: no LIVE UPDATE '$1' line in MAINTAINERS"; return 1; }
 	cat "$WORK/MAINTAINERS.new" >MAINTAINERS
@@ -204,7 +208,7 @@ module_put().
 EOF
 git add -A -f rust/
 # New files under rust/helpers/ are listed in the subsystem's entry.
-if maint_add 'F:	mm/memfd_luo.c' 'F:	rust/helpers/liveupdate.c'; then
+if maint_add 'F:	tools/testing/selftests/liveupdate/' 'F:	rust/helpers/liveupdate.c'; then
 	printf '\n%s\n' "Add the new helper file to the LIVE UPDATE entry in MAINTAINERS." >>"$msgdir/1"
 	git add -f MAINTAINERS
 fi
@@ -266,7 +270,18 @@ covers the internal data structures when KUnit is enabled.
 Files:
 EOF
 	for f in "${rs_core[@]}"; do
-		sum=$(put "$f" /dev/stdout | sed -n 's|^//! *||p' | head -n1 | sed 's/\.$//')
+		# First sentence of the module's doc comment.
+		sum=$(put "$f" /dev/stdout | awk '
+			/^\/\/!/ {
+				l = $0
+				sub(/^\/\/! ?/, "", l)
+				if (l == "") { if (p != "") exit; next }
+				p = p (p == "" ? "" : " ") l
+				next
+			}
+			p != "" { exit }
+			END { print p }
+		' | sed 's/\([.!?]\) .*/\1/; s/\.$//' || true) # awk may stop git show early
 		printf '  %s: %s\n' "$f" "${sum:-(no summary)}"
 	done | fold -s -w 72 | sed 's/ *$//; 2,$ s/^\([^ ]\)/    \1/'
 	cat <<'EOF'
@@ -415,7 +430,7 @@ series_head=$(git rev-parse HEAD)
 
 # ------------------------------------------------------------ format-patch
 rm -f "$OUTDIR"/*.patch
-git format-patch -q --cover-letter --thread=shallow -o "$OUTDIR" luo-base..luo-rs-series
+G format-patch -q --cover-letter --thread=shallow -o "$OUTDIR" luo-base..luo-rs-series
 cover=$OUTDIR/0000-cover-letter.patch
 [ -f "$cover" ] || die "git format-patch did not write a cover letter"
 subject="liveupdate: a Live Update Orchestrator core in Rust"
@@ -488,14 +503,28 @@ failed=()
 declare -A ck_e ck_w ck_c
 
 # checkpatch, run from the base tree (spelling.txt, const_structs, ...).
-python3 -c 'import ply' 2>/dev/null ||
-	say "note: python3-ply missing: checkpatch cannot run spdxcheck.py (SPDX lines unchecked)"
+# checkpatch runs scripts/spdxcheck.py with the first python3 on PATH, which
+# needs ply and GitPython (Debian: python3-ply python3-git); a pyenv python3
+# may not have them.
+cp_path=$PATH
+if ! python3 -c 'import ply, git' 2>/dev/null; then
+	if /usr/bin/python3 -c 'import ply, git' 2>/dev/null; then
+		mkdir -p "$WORK/bin"
+		ln -sfn /usr/bin/python3 "$WORK/bin/python3"
+		cp_path=$WORK/bin:$PATH
+	else
+		say "note: python3-ply or python3-git missing: checkpatch cannot run spdxcheck.py (SPDX lines unchecked)"
+	fi
+fi
 for p in "${pfiles[@]}"; do
 	n=$(basename "$p")
 	[ "$n" = 0000-cover-letter.patch ] && continue
 	log=$LOGS/checkpatch-${n%.patch}.txt
-	./scripts/checkpatch.pl --strict --no-color --showfile "$p" >"$log" 2>&1 || true
+	PATH=$cp_path ./scripts/checkpatch.pl --strict --no-color --showfile "$p" >"$log" 2>&1 || true
 	tot=$(grep -E '^total: ' "$log" | tail -n1)
+	if grep -q '^Traceback' "$log"; then
+		say "note: a checkpatch helper script crashed on $n (see $log)"
+	fi
 	[ -n "$tot" ] || { failed+=("checkpatch did not run on $n (see $log)"); continue; }
 	ck_e[$n]=$(sed -E 's/^total: ([0-9]+) errors.*/\1/' <<<"$tot")
 	ck_w[$n]=$(sed -E 's/.* ([0-9]+) warnings.*/\1/' <<<"$tot")
@@ -573,6 +602,7 @@ if [ $do_build = 1 ] && [ $applies = yes ]; then
 	say "building $STD -> $slog"
 	selftests_build=no
 	if "${MK[@]}" headers_install >"$slog" 2>&1 &&
+		rm -rf "$WORK/selftests-out" && mkdir -p "$WORK/selftests-out" &&
 		make -C "$V/$STD" -j"$jobs" OUTPUT="$WORK/selftests-out" \
 			KHDR_INCLUDES="-isystem $O/usr/include" >>"$slog" 2>&1; then
 		selftests_build=yes
@@ -584,6 +614,7 @@ fi
 
 # rustdoc on the crate, with the flags Kbuild gave rustc for luo.o.
 rustdoc_result=skipped
+rustdoc_priv_result=
 if [ $do_rustdoc = 1 ] && [ $builds = yes ]; then
 	rlog=$LOGS/rustdoc.log
 	say "rustdoc on kernel/liveupdate/rust/luo.rs -> $rlog"
@@ -609,16 +640,26 @@ if [ $do_rustdoc = 1 ] && [ $builds = yes ]; then
 		esac
 	done
 	# -Zcrate-attr='feature(...)' is quoted in the .cmd file.
-	rd+=(-Zunstable-options --output "$WORK/rustdoc" --crate-name luo
-		-Cunsafe-allow-abi-mismatch=fixed-x18)
-	rm -rf "$WORK/rustdoc"
-	if (cd "$O" && env "${env_[@]}" "${rd[@]}") >"$rlog" 2>&1; then
-		rustdoc_result="ok, $(grep -cE '^warning' "$rlog" || true) warning line(s)"
-	else
-		rustdoc_result="failed (see $rlog)"
-	fi
-	# Paths relative to the repo.
-	sed -i "s|$V/kernel/liveupdate/rust/||g; s|kernel/liveupdate/rust/||g" "$rlog"
+	rd+=(-Zunstable-options --crate-name luo -Cunsafe-allow-abi-mismatch=fixed-x18)
+	run_rustdoc() { # LOG OUTDIR EXTRA-FLAGS...
+		local log=$1 out=$2 r
+		shift 2
+		rm -rf "$out"
+		# Kbuild exports RUSTC_BOOTSTRAP=1 for the -Z flags.
+		if (cd "$O" && env RUSTC_BOOTSTRAP=1 "${env_[@]}" "${rd[@]}" --output "$out" "$@") >"$log" 2>&1; then
+			r="ok, $(grep -cE '^warning' "$log" || true) warning(s)"
+		else
+			r="FAILED (see $log)"
+		fi
+		# Paths relative to the repo.
+		sed -i "s|$V/kernel/liveupdate/rust/||g; s|kernel/liveupdate/rust/||g" "$log"
+		echo "$r"
+	}
+	rustdoc_result=$(run_rustdoc "$rlog" "$WORK/rustdoc")
+	# For information: the same with the private items, where most of the
+	# crate's documentation is.
+	rlog_priv=$LOGS/rustdoc-private.log
+	rustdoc_priv_result=$(run_rustdoc "$rlog_priv" "$WORK/rustdoc-private" --document-private-items)
 fi
 
 # ------------------------------------------------------------------ summary
@@ -636,7 +677,8 @@ done
 echo "== applies with git am onto linux-source-7.3 $pkgver: $applies"
 echo "== builds rust/ + kernel/liveupdate/ (CONFIG_LIVEUPDATE_RUST=y): $builds"
 echo "== builds $STD: $selftests_build"
-echo "== rustdoc: $rustdoc_result"
+echo "== rustdoc (public items, as the kernel runs it): $rustdoc_result"
+echo "== rustdoc --document-private-items (information): ${rustdoc_priv_result:-skipped}"
 echo
 echo "== checkpatch findings (logs in $LOGS/checkpatch-*.txt):"
 for p in "${pfiles[@]}"; do
@@ -644,16 +686,19 @@ for p in "${pfiles[@]}"; do
 	log=$LOGS/checkpatch-${n%.patch}.txt
 	[ -f "$log" ] || continue
 	grep -E '^[^ ]+:[0-9]+: (ERROR|WARNING|CHECK):|^(ERROR|WARNING|CHECK):' "$log" |
-		sed "s|^|  ${n%%-*}: |"
+		sed "s|^|  ${n%%-*}: |" || true
 done
-if [ -f "${rlog:-/nonexistent}" ]; then
+for l in "${rlog:-}" "${rlog_priv:-}"; do
+	[ -f "$l" ] || continue
 	echo
-	echo "== rustdoc warnings ($rlog):"
-	awk '/^(warning|error)/ { w = $0 } /^ *--> / && w != "" { sub(/^ *--> /, ""); print "  " $0 ": " w; w = "" }' "$rlog"
-fi
+	echo "== rustdoc findings ($l):"
+	awk '/^(warning|error)/ { w = $0 } /^ *--> / && w != "" { sub(/^ *--> /, ""); print "  " $0 ": " w; w = "" }' "$l"
+done
 echo
 if [ ${#failed[@]} -gt 0 ]; then
 	for f in "${failed[@]}"; do echo "FAIL: $f"; done
 	exit 1
 fi
 echo "OK: ${#series_patches[@]} patches + cover letter in $OUTDIR"
+exit 0
+}
