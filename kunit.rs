@@ -11,7 +11,8 @@ mod tests {
 
     use crate::abi::chain::{read_chain, read_header, BlockSource, ClaimError};
     use crate::abi::format::{
-        FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, MAX_BLOCKS, SESSION_ENTRY_SIZE,
+        handler_compat, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, HANDLER_COMPAT_LEN,
+        MAX_BLOCKS, SESSION_ENTRY_SIZE,
     };
     use crate::block_chain::OutgoingChain;
     use crate::kho::{kho_enabled, PreservedPage};
@@ -113,10 +114,11 @@ mod tests {
         }
         let mut chain = OutgoingChain::<FILE_ENTRY_SIZE>::new();
         let count = 150;
+        let compat = handler_compat(b"memfd-v2").unwrap_or([0; HANDLER_COMPAT_LEN]);
         assert_eq!(chain.reserve(count), Ok(()));
         for i in 0..count {
             let entry = FileEntry {
-                compatible: *b"memfd-v2\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+                compatible: compat,
                 data: 1000 + i as u64,
                 token: i as u64,
             };

@@ -88,7 +88,7 @@ pub(crate) fn enabled() -> bool {
 
 /// Everything the core knows, behind one lock.
 ///
-/// Lock order: [`LUO`], then a session's lock. Handler callbacks run with both held, so
+/// Lock order: [`LUO`](static@LUO), then a session's lock. Handler callbacks run with both held, so
 /// they must not call back into registration.
 pub(crate) struct Luo {
     /// Registered file handlers, in registration order.

@@ -8,9 +8,10 @@
 //! depended on it finishes. At reboot every FLB in use is written to the FLB page.
 //!
 //! FLB state lives here, keyed by the `struct liveupdate_flb` address, not in its C
-//! private area. It has its own lock, [`FLBS`], taken after [`crate::LUO`]: handler
-//! callbacks run under `LUO` and may call [`liveupdate_flb_get_outgoing`]. FLB callbacks
-//! run under `FLBS`, so they must not call the FLB API themselves.
+//! private area. It has its own lock, [`FLBS`](static@FLBS), taken after
+//! [`LUO`](static@crate::LUO): handler callbacks run under `LUO` and may call
+//! [`liveupdate_flb_get_outgoing`]. FLB callbacks run under `FLBS`, so they must not call
+//! the FLB API themselves.
 
 use core::{ffi::c_void, ptr::NonNull};
 

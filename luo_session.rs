@@ -8,7 +8,7 @@
 //! from the previous kernel; it is retrieved once by name, its files are retrieved by
 //! token, and finishing it (or closing its fd) hands everything back to the handlers.
 //!
-//! Every operation runs under the global [`LUO`] lock, which the reboot path keeps once
+//! Every operation runs under the global [`LUO`](static@LUO) lock, which the reboot path keeps once
 //! it has serialized everything, so that nothing can change behind the serialized
 //! state. Each session's own lock nests inside it.
 

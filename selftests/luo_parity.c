@@ -544,23 +544,41 @@ static void size_matrix(const char *prefix, int fd, unsigned long cmd,
 		if (fill)
 			fill(tmp, v);
 		switch (v) {
-		case V_SIZE0: size = 0; p = arena; break;
-		case V_MIN1: size = (uint32_t)k - 1; p = arena; break;
-		case V_EXACT: p = arena; break;
+		case V_SIZE0:
+			size = 0;
+			p = arena;
+			break;
+		case V_MIN1:
+			size = (uint32_t)k - 1;
+			p = arena;
+			break;
+		case V_EXACT:
+			p = arena;
+			break;
 		case V_BIG_NONZERO:
 			size = (uint32_t)k + 8;
 			p = arena;
 			p[k + 7] = 1;
 			break;
-		case V_BIG_ZERO: size = (uint32_t)k + 8; p = arena; break;
-		case V_PAGE_ZERO: size = PAGE; p = arena; break;
+		case V_BIG_ZERO:
+			size = (uint32_t)k + 8;
+			p = arena;
+			break;
+		case V_PAGE_ZERO:
+			size = PAGE;
+			p = arena;
+			break;
 		case V_HUGE_NONZERO:
 			size = 0xffffffffu;
 			p = arena;
 			p[k] = 0xff;
 			break;
-		case V_NULL: p = NULL; break;
-		case V_BADPTR: p = arena + 2 * PAGE + 64; break;
+		case V_NULL:
+			p = NULL;
+			break;
+		case V_BADPTR:
+			p = arena + 2 * PAGE + 64;
+			break;
 		case V_PARTIAL:
 			p = arena + 2 * PAGE - 4;
 			visible = 4;
@@ -574,8 +592,12 @@ static void size_matrix(const char *prefix, int fd, unsigned long cmd,
 			p = arena + 2 * PAGE - k - 8;
 			p[k] = 1;
 			break;
-		case V_READONLY: p = arena + 3 * PAGE; break;
-		case V_UNALIGNED: p = arena + 1; break;
+		case V_READONLY:
+			p = arena + 3 * PAGE;
+			break;
+		case V_UNALIGNED:
+			p = arena + 1;
+			break;
 		}
 		if (p && v != V_BADPTR) {
 			memcpy(tmp, &size, 4);
@@ -1164,13 +1186,15 @@ static void s1_setup_stage2(void)
 	keep_memfd(s, 1, "alpha");
 	m = mfd("beta");
 	fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW);
-	if ((r = preserve(s, m, 2)))
+	r = preserve(s, m, 2);
+	if (r)
 		die("preserve sealed: %s", errname(-r));
 	close(m);
 	keep_memfd(s, 3, "");
 	m = mfd("0123456789");
 	lseek(m, 3, SEEK_SET);
-	if ((r = preserve(s, m, 4)))
+	r = preserve(s, m, 4);
+	if (r)
 		die("preserve pos: %s", errname(-r));
 	close(m);
 	keep_memfd(s, 5, "never retrieved");
@@ -1183,7 +1207,8 @@ static void s1_setup_stage2(void)
 		ro = open(path, O_RDONLY);
 		if (ro < 0)
 			die("reopen rdonly");
-		if ((r = preserve(s, ro, 6)))
+		r = preserve(s, ro, 6);
+		if (r)
 			die("preserve rdonly: %s", errname(-r));
 		close(ro);
 	}
@@ -1192,7 +1217,8 @@ static void s1_setup_stage2(void)
 	if (m >= 0) {
 		if (write(m, "nx", 2) != 2)
 			die("write");
-		if ((r = preserve(s, m, 7)))
+		r = preserve(s, m, 7);
+		if (r)
 			die("preserve noexec: %s", errname(-r));
 		close(m);
 	}
@@ -1200,11 +1226,13 @@ static void s1_setup_stage2(void)
 	if (ftruncate(m, 3 * PAGE + 5))
 		die("ftruncate");
 	pwrite(m, "end", 3, 3 * PAGE + 2);
-	if ((r = preserve(s, m, 8)))
+	r = preserve(s, m, 8);
+	if (r)
 		die("preserve sparse: %s", errname(-r));
 	close(m);
 	m = mfd("modified-after-preserve");
-	if ((r = preserve(s, m, 9)))
+	r = preserve(s, m, 9);
+	if (r)
 		die("preserve modified: %s", errname(-r));
 	pwrite(m, "MODIFIED", 8, 0);
 	close(m);

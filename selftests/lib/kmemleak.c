@@ -80,8 +80,13 @@ static void kmemleak_final(void)
 	kml_armed = 0;
 	/* Objects younger than 5 s are not reported; a leak must be seen twice. */
 	sleep(6);
-	if (kmemleak_cmd("scan") || (sleep(1), kmemleak_cmd("scan")) ||
-	    (leaks = kmemleak_report("KMEMLEAK| ")) < 0) {
+	leaks = -1;
+	if (!kmemleak_cmd("scan")) {
+		sleep(1);
+		if (!kmemleak_cmd("scan"))
+			leaks = kmemleak_report("KMEMLEAK| ");
+	}
+	if (leaks < 0) {
 		printf("KMEMLEAK-RESULT: stage %d unavailable at the end (%s)\n",
 		       kml_stage, strerror(errno));
 		return;
