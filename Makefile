@@ -15,6 +15,8 @@
 #   make parity   both kernels; every ioctl/errno case compared C vs Rust
 #   make fuzz     fuzz the restore parser (FUZZ_SECONDS, default 600)
 #   make docs     parse Documentation/*.rst (docutils, warnings are errors)
+#   make patches  git format-patch series against v7.3 in build/patches/,
+#                 checked: applies, builds, checkpatch --strict, rustdoc
 #   make debug-check  debug kernel (KASAN, lockdep, kmemleak, fail-nth):
 #                 threaded stress and injected allocation failures
 #   make bench    C vs Rust core timings -> bench/results.csv, RESULTS.md, plot.png
@@ -34,7 +36,7 @@ VM_TESTS := luo_memfd_pattern luo_multi_block agent \
 	upstream-liveupdate upstream-luo_kexec_simple upstream-luo_multi_session
 
 .PHONY: all run check deps kernel kernel-c kernel-core selftests vmtest cross clean distclean \
-	parity fuzz docs debug-check bench
+	parity fuzz docs debug-check bench patches
 
 all: check
 
@@ -85,6 +87,9 @@ fuzz:
 
 docs:
 	@scripts/check-docs.sh
+
+patches: deps
+	@scripts/make-patches.sh
 
 debug-check: deps
 	@scripts/debug-check.sh

@@ -5,7 +5,8 @@
 #      recompiled so no warning hides) and upstream's C core
 #   2. no compiler/clippy warning from kernel/liveupdate/rust/; rustfmt --check
 #   3. host tests of abi/ (cargo test), the fuzz corpus replay, a short fuzz run
-#   4. the documentation parses (docutils)
+#   4. the documentation parses (docutils); the patch series against v7.3
+#      applies, builds, and passes checkpatch --strict and rustdoc
 #   5. VM tests (QEMU, real kexec) on the Rust core: ours, upstream's five unmodified
 #      selftests, a failed reboot rolled back, and 11 kinds of corrupt handover
 #   6. the same portable VM tests on the C core (the reference)
@@ -93,6 +94,12 @@ fi
 
 # -------------------------------------------------------------------- docs
 step docs build/logs/docs.txt scripts/check-docs.sh
+
+# ------------------------------------------------------------ patch series
+# format-patch series against v7.3: applies to a fresh tree, builds, passes
+# checkpatch --strict without errors, rustdoc without warnings.
+step patch-series build/logs/patches.txt scripts/make-patches.sh
+grep -E '^OK:|errors' build/logs/patches.txt | tail -n 3 | indent
 
 # --------------------------------------------------------------- VM tests
 sel_ok=0

@@ -38,7 +38,7 @@ rustc_ver=$(rustc --version | awk '{print $2}')
 rust_lib_src=/usr/src/rustc-${rustc_ver}/library
 
 pkgs=(flex bison bc libelf-dev libssl-dev cpio qemu-system-x86 clang-19 lld-19 llvm-19
-	libclang-19-dev python3 gcc make xz-utils)
+	libclang-19-dev python3 gcc make xz-utils python3-ply python3-git)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
