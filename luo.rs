@@ -78,6 +78,13 @@ impl kernel::ModuleMetadata for LocalModule {
     };
 }
 
+/// Whether a message that userspace can trigger at will may be logged now
+/// (`printk_ratelimit()`: a burst of 10 every 5 seconds, shared with the kernel).
+pub(crate) fn log_ratelimit() -> bool {
+    // SAFETY: The name only identifies the caller in the "callbacks suppressed" note.
+    unsafe { bindings::__printk_ratelimit(c"luo".as_char_ptr()) != 0 }
+}
+
 /// The `liveupdate=` boot parameter; forced off when KHO is off.
 static ENABLED: Atomic<bool> = Atomic::new(false);
 

@@ -277,7 +277,9 @@ fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<AR
             // Until finished, the file cannot be preserved again.
             let id = handler.file_id(&f);
             if luo.preserved.contains(&id) {
-                pr_warn!("a retrieved file is already preserved elsewhere\n");
+                if crate::log_ratelimit() {
+                    pr_warn!("a retrieved file is already preserved elsewhere\n");
+                }
             } else {
                 luo.preserved.insert_in(slot, id, ());
             }
@@ -327,10 +329,12 @@ fn session_closed(session: Arc<Session>) {
             drop(state);
             luo.incoming.remove(session.name.as_field());
         } else {
-            pr_warn!(
-                "session {:?} closed before its files could finish; they stay preserved\n",
-                session.name
-            );
+            if crate::log_ratelimit() {
+                pr_warn!(
+                    "session {:?} closed before its files could finish; they stay preserved\n",
+                    session.name
+                );
+            }
         }
         return;
     }
@@ -393,7 +397,9 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             let mut luo = LUO.lock();
             preserve_fd(&mut luo, &mut session.state.lock(), token, fd)?;
             if ucmd.respond().is_err() {
-                pr_warn!("file preserved, but the reply could not be copied to userspace\n");
+                if crate::log_ratelimit() {
+                    pr_warn!("file preserved, but the reply could not be copied to userspace\n");
+                }
                 return Err(EFAULT);
             }
             Ok(())
