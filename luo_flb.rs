@@ -94,6 +94,11 @@ impl Flb {
         c_str_bytes(raw)
     }
 
+    /// The compatible string, for log messages.
+    fn name(&self) -> &kernel::str::BStr {
+        kernel::str::BStr::from_bytes(self.compatible())
+    }
+
     fn args(&self, data: u64, obj: FlbObject) -> bindings::liveupdate_flb_op_args {
         bindings::liveupdate_flb_op_args {
             flb: self.0.as_ptr(),
@@ -260,15 +265,7 @@ impl FlbRegistry {
         let Some(state) = self.find(flb) else {
             return;
         };
-        if state.out_count == 0 {
-            pr_warn!(
-                "FLB {:?} released more often than taken\n",
-                BStr(flb.compatible())
-            );
-            return;
-        }
-        state.out_count -= 1;
-        if state.out_count == 0 {
+        if drop_ref(&mut state.out_count, flb) {
             flb.unpreserve(state.out_data, state.out_obj);
             state.out_data = 0;
             state.out_obj = FlbObject::NONE;
@@ -280,21 +277,13 @@ impl FlbRegistry {
         let Some(state) = self.find(flb) else {
             return;
         };
-        if state.in_count == 0 {
-            pr_warn!(
-                "incoming FLB {:?} released more often than taken\n",
-                BStr(flb.compatible())
-            );
-            return;
-        }
-        state.in_count -= 1;
-        if state.in_count > 0 {
+        if !drop_ref(&mut state.in_count, flb) {
             return;
         }
         if state.in_status <= 0 && self.retrieve(flb).is_err() {
             pr_warn!(
                 "incoming FLB {:?} cannot be retrieved to finish it\n",
-                BStr(flb.compatible())
+                flb.name()
             );
             return;
         }
@@ -308,13 +297,14 @@ impl FlbRegistry {
     }
 }
 
-/// Prints an FLB name.
-struct BStr<'a>(&'a [u8]);
-
-impl core::fmt::Debug for BStr<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(kernel::str::BStr::from_bytes(self.0), f)
+/// Drops one reference of `flb`; returns whether it was the last.
+fn drop_ref(count: &mut u64, flb: Flb) -> bool {
+    if *count == 0 {
+        pr_warn!("FLB {:?} released more often than taken\n", flb.name());
+        return false;
     }
+    *count -= 1;
+    *count == 0
 }
 
 /// Records the previous kernel's FLB entries, read at early boot.
@@ -435,7 +425,7 @@ fn register_flb(fh: FileHandler, flb: Flb) -> Result {
     if !luo.handlers.contains(&fh) {
         pr_warn!(
             "FLB {:?} registered with an unknown file handler\n",
-            BStr(flb.compatible())
+            flb.name()
         );
         return Err(EINVAL);
     }
@@ -521,7 +511,7 @@ pub unsafe extern "C" fn liveupdate_unregister_flb(
     let Some(pos) = luo.flb_links.iter().position(|&l| l == (fh, flb)) else {
         pr_warn!(
             "FLB {:?} is not registered with this file handler\n",
-            BStr(flb.compatible())
+            flb.name()
         );
         return;
     };
