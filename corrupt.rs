@@ -20,6 +20,7 @@ use crate::abi::format::{
     BlockHeader, FileEntry, Root, SessionEntry, FILE_ENTRY_SIZE, MAX_BLOCKS, SESSION_ENTRY_SIZE,
     SESSION_NAME_LEN,
 };
+use crate::block_chain::OutgoingChain;
 use crate::kho::PreservedPage;
 use crate::Luo;
 
@@ -86,6 +87,9 @@ pub(crate) fn damage(luo: &mut Luo) {
         "TEST ONLY: damaging the outgoing state ({:?})\n",
         kernel::str::BStr::from_bytes(name)
     );
+    if let Err(e) = sort_sessions_by_name(luo) {
+        pr_warn!("TEST ONLY: sessions not sorted: {:?}\n", e);
+    }
     let result = match *name {
         b"root-incompatible" => damage_root(luo),
         b"session-cycle" => session_cycle(luo),
@@ -118,6 +122,28 @@ pub(crate) fn damage(luo: &mut Luo) {
     if let Err(e) = result {
         pr_warn!("TEST ONLY: damage not applied: {:?}\n", e);
     }
+}
+
+/// Rewrites the session chain in name order. The order of a chain is not part of the
+/// format, and the core's own order is that of a hash table: sorted, "the first
+/// session" and "the first session with files" are the ones the test expects.
+fn sort_sessions_by_name(luo: &mut Luo) -> Result {
+    const PER_BLOCK: usize = OutgoingChain::<SESSION_ENTRY_SIZE>::PER_BLOCK;
+    let count = luo.outgoing.len();
+    let pages = luo.session_blocks.pages_mut();
+    let mut entries = KVec::<[u8; SESSION_ENTRY_SIZE]>::with_capacity(count, GFP_KERNEL)?;
+    for i in 0..count {
+        let page = pages.get_mut(i / PER_BLOCK).ok_or(ENOENT)?;
+        let slot = entry_slot::<SESSION_ENTRY_SIZE>(page.bytes_mut(), i % PER_BLOCK);
+        entries.push(*slot.ok_or(ENOENT)?, GFP_KERNEL)?;
+    }
+    entries.sort_unstable_by(|a, b| a[..SESSION_NAME_LEN].cmp(&b[..SESSION_NAME_LEN]));
+    for (i, entry) in entries.iter().enumerate() {
+        let page = pages.get_mut(i / PER_BLOCK).ok_or(ENOENT)?;
+        let slot = entry_slot::<SESSION_ENTRY_SIZE>(page.bytes_mut(), i % PER_BLOCK);
+        *slot.ok_or(ENOENT)? = *entry;
+    }
+    Ok(())
 }
 
 fn damage_root(luo: &mut Luo) -> Result {
@@ -209,14 +235,20 @@ fn duplicate_name(luo: &mut Luo) -> Result {
     })
 }
 
-/// Applies `edit` to the file chain of the first session that has files.
+/// Applies `edit` to the file chain of the first session, in name order, that has files.
 fn file_chain(luo: &mut Luo, edit: impl FnOnce(&mut [PreservedPage]) -> Result) -> Result {
-    for session in luo.outgoing.values() {
-        let mut state = session.lock_state();
-        let pages = state.file_blocks_mut().pages_mut();
-        if !pages.is_empty() {
-            return edit(pages);
-        }
-    }
-    Err(ENOENT)
+    let session = luo
+        .outgoing
+        .values()
+        .filter(|session| {
+            !session
+                .lock_state()
+                .file_blocks_mut()
+                .pages_mut()
+                .is_empty()
+        })
+        .min_by(|a, b| a.name.as_field().cmp(b.name.as_field()))
+        .ok_or(ENOENT)?;
+    let mut state = session.lock_state();
+    edit(state.file_blocks_mut().pages_mut())
 }

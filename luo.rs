@@ -36,6 +36,7 @@ mod block_chain;
 mod boot;
 #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
 mod corrupt;
+mod incoming;
 mod kho;
 #[cfg(CONFIG_KUNIT)]
 mod kunit;
@@ -43,6 +44,7 @@ mod layout;
 mod luo_file;
 mod luo_flb;
 mod luo_session;
+mod name_index;
 mod tree;
 mod uapi;
 
@@ -57,9 +59,11 @@ use abi::format::{
 };
 use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
+use incoming::{IncomingBuilder, IncomingSessions};
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
-use luo_session::{IncomingBuilder, Session};
+use luo_session::Session;
+use name_index::NameIndex;
 use tree::Tree;
 
 /// Prefix of every log line of the core.
@@ -102,14 +106,13 @@ pub(crate) struct Luo {
     pub(crate) handlers: KVec<FileHandler>,
     /// Which FLBs each handler's files depend on, in registration order.
     pub(crate) flb_links: KVec<(FileHandler, luo_flb::Flb)>,
-    /// Outgoing sessions by NUL-padded name, the order they are serialized in (the
-    /// order of a chain is not part of the format: the next kernel looks sessions up by
-    /// name).
-    pub(crate) outgoing: Tree<[u8; SESSION_NAME_LEN], Arc<Session>>,
+    /// Outgoing sessions by name (the order of a chain is not part of the format: the
+    /// next kernel looks sessions up by name).
+    pub(crate) outgoing: NameIndex<Arc<Session>>,
     /// The blocks that will hold the outgoing session entries.
     pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
-    /// Incoming sessions by NUL-padded name.
-    pub(crate) incoming: Tree<[u8; SESSION_NAME_LEN], Arc<Session>>,
+    /// Sessions from the previous kernel.
+    pub(crate) incoming: IncomingSessions,
     /// Whether incoming files have been matched with their handlers.
     handlers_bound: bool,
     /// Ids of every file preserved in an outgoing session or retrieved and not yet
@@ -132,9 +135,9 @@ impl Luo {
         Self {
             handlers: KVec::new(),
             flb_links: KVec::new(),
-            outgoing: Tree::new(),
+            outgoing: NameIndex::new(),
             session_blocks: OutgoingChain::new(),
-            incoming: Tree::new(),
+            incoming: IncomingSessions::new(),
             handlers_bound: false,
             preserved: Tree::new(),
             liveupdate_num: 0,
@@ -375,7 +378,7 @@ impl MiscDevice for LuoDevice {
         }
         let mut luo = LUO.lock();
         if !luo.handlers_bound {
-            luo_session::bind_incoming_handlers(&mut luo);
+            incoming::bind_incoming_handlers(&mut luo);
             luo.handlers_bound = true;
         }
         Ok(())

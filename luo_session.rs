@@ -25,10 +25,8 @@ use kernel::{
 };
 
 use crate::abi::format::{
-    c_str_bytes, c_str_len, FileEntry, FlbEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE,
-    SESSION_NAME_LEN,
+    c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
-use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::block_chain::OutgoingChain;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::tree::Tree;
@@ -42,13 +40,23 @@ const CMD_RETRIEVE_FD: u32 = 0x41;
 const CMD_FINISH: u32 = 0x42;
 const CMD_GET_NAME: u32 = 0x43;
 
+/// Where a session is found by name.
+#[derive(Clone, Copy)]
+pub(crate) enum Indexed {
+    /// An outgoing session, under this hash of its name.
+    Outgoing(u64),
+    /// A session from the previous kernel, in this record of the incoming sessions.
+    Incoming(u32),
+}
+
 /// A session.
 #[pin_data]
 pub(crate) struct Session {
     /// The name, unique among outgoing sessions and among incoming ones.
     pub(crate) name: SessionName,
-    /// Whether the session came from the previous kernel.
-    pub(crate) incoming: bool,
+    /// Where the session is indexed, which also tells whether it came from the previous
+    /// kernel.
+    pub(crate) indexed: Indexed,
     #[pin]
     state: Mutex<SessionState>,
 }
@@ -59,24 +67,26 @@ pub(crate) struct SessionState {
     files: KVVec<LuoFile>,
     /// Outgoing: the blocks that will hold the file entries.
     blocks: OutgoingChain<FILE_ENTRY_SIZE>,
-    /// Incoming: an fd was handed out for the session.
-    retrieved: bool,
 }
 
 impl Session {
-    fn new(name: SessionName, incoming: bool, files: KVVec<LuoFile>) -> Result<Arc<Self>> {
+    fn new(name: SessionName, indexed: Indexed) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(Self {
                 name,
-                incoming,
+                indexed,
                 state <- new_mutex!(SessionState {
-                    files,
+                    files: KVVec::new(),
                     blocks: OutgoingChain::new(),
-                    retrieved: false,
                 }),
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// Whether the session came from the previous kernel.
+    pub(crate) fn is_incoming(&self) -> bool {
+        matches!(self.indexed, Indexed::Incoming(_))
     }
 }
 
@@ -151,13 +161,18 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     let count = luo.outgoing.len();
     luo.session_blocks.reserve(count + 1)?;
     let result = (|| {
-        if luo.outgoing.contains(name.as_field()) {
+        // Room first: the hash of a name is stable once the index has a table.
+        luo.outgoing.reserve(1)?;
+        let hash = luo.outgoing.hash(name.as_field());
+        if luo.outgoing.get(hash, |s| s.name == name).is_some() {
             return Err(EEXIST);
         }
-        let session = Session::new(name, false, KVVec::new())?;
-        luo.outgoing.insert(*name.as_field(), session.clone())?;
-        session_file(session).inspect_err(|_| {
-            luo.outgoing.remove(name.as_field());
+        let session = Session::new(name, Indexed::Outgoing(hash))?;
+        luo.outgoing
+            .insert_reserved(hash, session.clone())
+            .map_err(|_| ENOMEM)?;
+        session_file(session.clone()).inspect_err(|_| {
+            luo.outgoing.remove(hash, |s| Arc::ptr_eq(s, &session));
         })
     })();
     if result.is_err() {
@@ -173,14 +188,17 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     let mut key = [0u8; SESSION_NAME_LEN];
     key[..len].copy_from_slice(&field[..len]);
 
-    let luo = LUO.lock();
-    let session = luo.incoming.get(&key).ok_or(ENOENT)?.clone();
-    let mut state = session.state.lock();
-    if state.retrieved {
+    let mut luo = LUO.lock();
+    let (index, record) = luo.incoming.get_mut(&key).ok_or(ENOENT)?;
+    if record.session.is_some() {
         return Err(EINVAL);
     }
+    // The files move into the session only once nothing else can fail, so that a
+    // failed retrieve leaves them where they were.
+    let session = Session::new(record.name, Indexed::Incoming(index))?;
     let file = session_file(session.clone())?;
-    state.retrieved = true;
+    session.state.lock().files = core::mem::take(&mut record.files);
+    record.session = Some(session);
     Ok(file)
 }
 
@@ -319,15 +337,27 @@ fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
     Ok(())
 }
 
+/// FINISH from userspace.
+fn finish_session(session: &Session) -> Result {
+    // With no files left there is nothing to hand back and no global state to touch, so
+    // the global lock is not needed. Files are never added to an incoming session, so
+    // the answer cannot change before the lock below is taken.
+    if session.state.lock().files.is_empty() {
+        return Ok(());
+    }
+    let mut luo = LUO.lock();
+    finish(&mut luo, &mut session.state.lock())
+}
+
 /// The last reference to a session fd is gone.
 fn session_closed(session: Arc<Session>) {
     let mut luo = LUO.lock();
     let luo = &mut *luo;
     let mut state = session.state.lock();
-    if session.incoming {
+    if let Indexed::Incoming(record) = session.indexed {
         if finish(luo, &mut state).is_ok() {
             drop(state);
-            luo.incoming.remove(session.name.as_field());
+            luo.incoming.remove(record);
         } else {
             if crate::log_ratelimit() {
                 pr_warn!(
@@ -343,7 +373,9 @@ fn session_closed(session: Arc<Session>) {
     }
     state.blocks.shrink(0);
     drop(state);
-    luo.outgoing.remove(session.name.as_field());
+    if let Indexed::Outgoing(hash) = session.indexed {
+        luo.outgoing.remove(hash, |s| Arc::ptr_eq(s, &session));
+    }
     luo.session_blocks.shrink(luo.outgoing.len());
 }
 
@@ -383,8 +415,8 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
         return Err(ENOTTY);
     }
     let wrong_side = match nr {
-        CMD_PRESERVE_FD => session.incoming,
-        CMD_RETRIEVE_FD | CMD_FINISH => !session.incoming,
+        CMD_PRESERVE_FD => session.is_incoming(),
+        CMD_RETRIEVE_FD | CMD_FINISH => !session.is_incoming(),
         _ => false,
     };
     if wrong_side {
@@ -421,10 +453,7 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             if ucmd.u32_at(4) != 0 {
                 return Err(EINVAL);
             }
-            {
-                let mut luo = LUO.lock();
-                finish(&mut luo, &mut session.state.lock())?;
-            }
+            finish_session(&session)?;
             ucmd.respond()
         }
         _ => {
@@ -524,152 +553,4 @@ fn thaw_files(state: &mut SessionState, count: usize) {
         }
     }
     state.blocks.set_count(0);
-}
-
-/// Builds the incoming sessions from what [`abi::restore::restore`] reads.
-///
-/// [`abi::restore::restore`]: crate::abi::restore::restore
-pub(crate) struct IncomingBuilder<'a> {
-    luo: &'a mut Luo,
-    current: Option<(SessionName, KVVec<LuoFile>)>,
-    /// Sessions restored so far.
-    pub(crate) sessions: usize,
-    /// Files restored so far.
-    pub(crate) files: usize,
-    /// The previous kernel's FLB entries.
-    pub(crate) flbs: KVec<FlbEntry>,
-    /// Whether the FLB page was refused.
-    pub(crate) flb_page_rejected: bool,
-}
-
-impl<'a> IncomingBuilder<'a> {
-    /// A builder that adds to `luo`'s incoming sessions.
-    pub(crate) fn new(luo: &'a mut Luo) -> Self {
-        Self {
-            luo,
-            current: None,
-            sessions: 0,
-            files: 0,
-            flbs: KVec::new(),
-            flb_page_rejected: false,
-        }
-    }
-}
-
-impl RestoreSink for IncomingBuilder<'_> {
-    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
-        if self.luo.incoming.get(entry.name.as_field()).is_some() {
-            return Ok(false);
-        }
-        self.current = Some((entry.name, KVVec::new()));
-        Ok(true)
-    }
-
-    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
-        let (_, files) = self.current.as_mut().ok_or(OutOfMemory)?;
-        files
-            .push(
-                LuoFile::incoming(entry.compatible, entry.data, entry.token),
-                GFP_KERNEL,
-            )
-            .map_err(|_| OutOfMemory)
-    }
-
-    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
-        let Some((name, files)) = self.current.take() else {
-            return Ok(());
-        };
-        if !valid {
-            return Ok(());
-        }
-        let nfiles = files.len();
-        let session = Session::new(name, true, files).map_err(|_| OutOfMemory)?;
-        self.luo
-            .incoming
-            .insert(*name.as_field(), session)
-            .map_err(|_| OutOfMemory)?;
-        self.sessions += 1;
-        self.files += nfiles;
-        Ok(())
-    }
-
-    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
-        self.flbs.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
-    }
-
-    fn rejected(&mut self, what: Rejection) {
-        match what {
-            Rejection::FileChain { name, error } => pr_err!(
-                "session {:?} from the previous kernel dropped: bad file chain: {:?}\n",
-                name,
-                error
-            ),
-            Rejection::DuplicateSession(name) => pr_err!(
-                "session {:?} from the previous kernel dropped: its name repeats\n",
-                name
-            ),
-            Rejection::SessionEntry { index, error } => pr_err!(
-                "session #{} from the previous kernel dropped: bad entry: {:?}\n",
-                index,
-                error
-            ),
-            Rejection::FlbPage(pa) => {
-                self.flb_page_rejected = true;
-                pr_err!(
-                    "FLB page at {:#x} from the previous kernel ignored: malformed\n",
-                    pa
-                )
-            }
-            other => pr_err!(
-                "state from the previous kernel rejected, no session restored: {:?}\n",
-                other
-            ),
-        }
-    }
-}
-
-/// Looks up the handler of every incoming file, pinning its module.
-///
-/// Runs on the first open of `/dev/liveupdate`, once every built-in handler has
-/// registered. A session with a file that no handler claims is dropped.
-pub(crate) fn bind_incoming_handlers(luo: &mut Luo) {
-    let mut unbound: KVec<[u8; SESSION_NAME_LEN]> = KVec::new();
-    for (key, session) in luo.incoming.iter() {
-        let mut state = session.state.lock();
-        let mut missing = None;
-        for file in state.files.iter_mut() {
-            let handler = luo
-                .handlers
-                .iter()
-                .find(|h| h.compatible() == c_str_bytes(&file.compatible))
-                .copied();
-            match handler {
-                Some(h) if h.get_module() => file.handler = Some(h),
-                _ => {
-                    missing = Some(file.compatible);
-                    break;
-                }
-            }
-        }
-        if let Some(compatible) = missing {
-            pr_err!(
-                "session {:?} dropped: no handler for file type {:?}\n",
-                session.name,
-                kernel::str::BStr::from_bytes(c_str_bytes(&compatible))
-            );
-            for file in state.files.iter_mut() {
-                if let Some(h) = file.handler.take() {
-                    h.put_module();
-                }
-            }
-            if unbound.push(*key, GFP_KERNEL).is_err() {
-                // Without memory to drop it the session stays, with no way to retrieve
-                // its unbound files: they answer ENOENT.
-                continue;
-            }
-        }
-    }
-    for key in unbound.iter() {
-        luo.incoming.remove(key);
-    }
 }

@@ -14,7 +14,6 @@ use kernel::{
 /// An ordered map from `K` to `V`.
 pub(crate) struct Tree<K, V> {
     tree: Option<RBTree<K, V>>,
-    len: usize,
 }
 
 /// Memory for one entry, taken before a step that must not fail afterwards.
@@ -23,12 +22,7 @@ pub(crate) type TreeSlot<K, V> = RBTreeNodeReservation<K, V>;
 impl<K: Ord, V> Tree<K, V> {
     /// An empty tree.
     pub(crate) const fn new() -> Self {
-        Self { tree: None, len: 0 }
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.len
+        Self { tree: None }
     }
 
     /// The value of `key`.
@@ -49,14 +43,7 @@ impl<K: Ord, V> Tree<K, V> {
     /// Adds `key`, which must be absent, in memory taken by [`Tree::slot`].
     pub(crate) fn insert_in(&mut self, slot: TreeSlot<K, V>, key: K, value: V) {
         let node: RBTreeNode<K, V> = slot.into_node(key, value);
-        if self
-            .tree
-            .get_or_insert_with(RBTree::new)
-            .insert(node)
-            .is_none()
-        {
-            self.len += 1;
-        }
+        self.tree.get_or_insert_with(RBTree::new).insert(node);
     }
 
     /// Adds `key`, which must be absent.
@@ -67,24 +54,6 @@ impl<K: Ord, V> Tree<K, V> {
 
     /// Removes `key` and returns its value.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        let value = self.tree.as_mut()?.remove(key)?;
-        self.len -= 1;
-        Some(value)
-    }
-
-    /// Removes every entry.
-    pub(crate) fn clear(&mut self) {
-        self.tree = None;
-        self.len = 0;
-    }
-
-    /// Every entry, in key order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.tree.iter().flat_map(|tree| tree.iter())
-    }
-
-    /// Every value, in key order.
-    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.iter().map(|(_, v)| v)
+        self.tree.as_mut()?.remove(key)
     }
 }

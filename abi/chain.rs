@@ -90,10 +90,32 @@ impl From<FormatError> for ChainError {
 pub fn read_chain<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
+    visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
+) -> Result<u64, ChainError> {
+    read_chain_counted(source, head, |_, _| {}, visit)
+}
+
+/// Like [`read_chain`]; `counted` learns the number of entries once the whole chain is
+/// claimed and checked, before the first entry is visited, so that the consumer can
+/// size its tables once.
+pub fn read_chain_counted<S: BlockSource, const N: usize>(
+    source: &mut S,
+    head: u64,
+    counted: impl FnOnce(&mut S, u64),
+    visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
+) -> Result<u64, ChainError> {
+    let (blocks, total) = claim_chain::<S, N>(source, head)?;
+    counted(source, total);
+    visit_chain(source, head, blocks, visit)
+}
+
+/// Hands every entry of the `blocks` claimed blocks from `head` on to `visit`.
+fn visit_chain<S: BlockSource, const N: usize>(
+    source: &mut S,
+    head: u64,
+    blocks: usize,
     mut visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
 ) -> Result<u64, ChainError> {
-    let blocks = claim_chain::<S, N>(source, head)?;
-
     let mut pa = head;
     let mut entries = 0u64;
     for _ in 0..blocks {
@@ -116,15 +138,17 @@ pub fn read_chain<S: BlockSource, const N: usize>(
     Ok(entries)
 }
 
-/// Claims and checks every block of the chain at `head`; returns how many it has.
+/// Claims and checks every block of the chain at `head`; returns how many blocks and
+/// entries it has.
 fn claim_chain<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
-) -> Result<usize, ChainError> {
+) -> Result<(usize, u64), ChainError> {
     let block_size = source.block_size();
     let per_block = entries_per_block(block_size, N) as u64;
     let mut pa = head;
     let mut blocks = 0usize;
+    let mut entries = 0u64;
 
     while pa != 0 {
         if blocks == MAX_BLOCKS {
@@ -146,16 +170,19 @@ fn claim_chain<S: BlockSource, const N: usize>(
             });
         }
         blocks += 1;
+        entries += header.count;
         pa = header.next;
     }
-    Ok(blocks)
+    Ok((blocks, entries))
 }
 
-/// Like [`read_chain`], and also checks the number of entries against `expected`.
+/// Like [`read_chain`], and also checks the number of entries against `expected`,
+/// before the first entry is visited; `counted` then learns that it matched.
 pub fn read_chain_exact<S: BlockSource, const N: usize>(
     source: &mut S,
     head: u64,
     expected: u64,
+    counted: impl FnOnce(&mut S, u64),
     visit: impl FnMut(&mut S, &[u8; N]) -> Result<(), ChainError>,
 ) -> Result<(), ChainError> {
     // A recorded total that no chain could hold is refused before anything is claimed.
@@ -163,10 +190,12 @@ pub fn read_chain_exact<S: BlockSource, const N: usize>(
     if expected > per_block * MAX_BLOCKS as u64 || (head == 0) != (expected == 0) {
         return Err(ChainError::CountMismatch { expected, found: 0 });
     }
-    let found = read_chain(source, head, visit)?;
+    let (blocks, found) = claim_chain::<S, N>(source, head)?;
     if found != expected {
         return Err(ChainError::CountMismatch { expected, found });
     }
+    counted(source, found);
+    visit_chain(source, head, blocks, visit)?;
     Ok(())
 }
 

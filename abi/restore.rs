@@ -17,7 +17,7 @@
 //!
 //! Blocks of a dropped session stay claimed by the source and are released with it.
 
-use super::chain::{read_chain, read_chain_exact, BlockSource, ChainError};
+use super::chain::{read_chain_counted, read_chain_exact, BlockSource, ChainError};
 use super::format::{
     FileEntry, FlbEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
     FLB_ENTRY_SIZE, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
@@ -69,8 +69,15 @@ pub struct OutOfMemory;
 
 /// The consumer of what [`restore`] reads.
 pub trait RestoreSink {
+    /// The session chain holds `count` entries, valid or not: called once, before the
+    /// first session, so that the sink can size its tables. A sink that cannot may
+    /// ignore it; sessions are offered one by one all the same.
+    fn sessions_expected(&mut self, _count: u64) {}
     /// A session starts; `Ok(false)` when its name is taken (it is then skipped).
     fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory>;
+    /// The current session's file chain is valid and holds `count` files: called before
+    /// the first of them, and only for a chain that has files.
+    fn files_expected(&mut self, _count: u64) {}
     /// A file of the current session.
     fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory>;
     /// The current session ends: keep it if `valid`, else drop it and its files.
@@ -117,18 +124,28 @@ pub fn restore<S: BlockSource, K: RestoreSink>(
 
     let mut out_of_memory = false;
     let mut index = 0u64;
-    let read = read_chain::<_, SESSION_ENTRY_SIZE>(source, root.sessions_pa, |source, bytes| {
-        let this = index;
-        index += 1;
-        match read_session(source, bytes, sink, this) {
-            Ok(()) => Ok(()),
-            Err(RestoreError::OutOfMemory) => {
-                out_of_memory = true;
-                Err(ChainError::Consumer)
+    // Handed to the sink with the first entry: both closures cannot hold the sink.
+    let expected = core::cell::Cell::new(None);
+    let read = read_chain_counted::<_, SESSION_ENTRY_SIZE>(
+        source,
+        root.sessions_pa,
+        |_, count| expected.set(Some(count)),
+        |source, bytes| {
+            if let Some(count) = expected.take() {
+                sink.sessions_expected(count);
             }
-            Err(RestoreError::Rejected) => Ok(()),
-        }
-    });
+            let this = index;
+            index += 1;
+            match read_session(source, bytes, sink, this) {
+                Ok(()) => Ok(()),
+                Err(RestoreError::OutOfMemory) => {
+                    out_of_memory = true;
+                    Err(ChainError::Consumer)
+                }
+                Err(RestoreError::Rejected) => Ok(()),
+            }
+        },
+    );
     restored.sessions_seen = index;
     if out_of_memory {
         return Err(RestoreError::OutOfMemory);
@@ -220,11 +237,16 @@ fn read_session<S: BlockSource, K: RestoreSink>(
         return Err(RestoreError::Rejected);
     }
     let mut out_of_memory = false;
+    let expected = core::cell::Cell::new(None);
     let files = read_chain_exact::<_, FILE_ENTRY_SIZE>(
         source,
         entry.files_pa,
         entry.files_count,
+        |_, count| expected.set(Some(count)),
         |_, bytes| {
+            if let Some(count) = expected.take() {
+                sink.files_expected(count);
+            }
             let file = FileEntry::decode(bytes)?;
             sink.file(&file).map_err(|OutOfMemory| {
                 out_of_memory = true;

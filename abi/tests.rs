@@ -154,8 +154,12 @@ fn multi_block_chain_round_trips() {
 fn empty_chain_is_empty() {
     let mut mem = FakeMemory::default();
     assert_eq!(read_files(&mut mem, 0).unwrap().len(), 0);
-    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 1, |_, _| Ok(())).is_err());
-    assert!(read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 0, |_, _| Ok(())).is_ok());
+    assert!(
+        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 1, |_, _| {}, |_, _| Ok(())).is_err()
+    );
+    assert!(
+        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0, 0, |_, _| {}, |_, _| Ok(())).is_ok()
+    );
 }
 
 #[test]
@@ -222,7 +226,7 @@ fn count_mismatch_is_refused() {
     let entries: Vec<_> = (0..10).map(file_entry).collect();
     mem.write_chain(&[0x1000], &entries);
     assert_eq!(
-        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, 11, |_, _| Ok(())),
+        read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, 0x1000, 11, |_, _| {}, |_, _| Ok(())),
         Err(ChainError::CountMismatch {
             expected: 11,
             found: 10
@@ -265,9 +269,16 @@ struct Collect {
     current: Option<(Vec<u8>, Vec<u64>)>,
     rejected: Vec<Rejection>,
     flbs: Vec<(FlbCompat, u64, u64)>,
+    /// What `sessions_expected` said, and how many sessions had begun by then.
+    expected: Option<(u64, usize)>,
 }
 
 impl RestoreSink for Collect {
+    fn sessions_expected(&mut self, count: u64) {
+        assert!(self.expected.is_none(), "sessions_expected called twice");
+        self.expected = Some((count, self.sessions.len()));
+    }
+
     fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
         let name = entry.name.as_bytes().to_vec();
         if self.sessions.iter().any(|(n, _)| *n == name) {
@@ -347,6 +358,31 @@ fn restore_reads_sessions_and_files() {
     assert_eq!(sink.sessions.len(), 2);
     assert_eq!(sink.sessions[0].1, (0..70).collect::<Vec<u64>>());
     assert_eq!(sink.sessions[1], (b"empty".to_vec(), Vec::new()));
+    assert_eq!(sink.expected, Some((2, 0)));
+}
+
+#[test]
+fn sessions_expected_counts_every_entry_of_a_multi_block_chain() {
+    let mut mem = FakeMemory::default();
+    let names: Vec<Vec<u8>> = (0..120).map(|i| format!("s{i}").into_bytes()).collect();
+    let mut sessions: Vec<_> = names.iter().map(|n| session_entry(n, 0, 0)).collect();
+    // A bad entry is counted too: the count is of entries, not of valid sessions.
+    sessions[7] = [0xffu8; SESSION_ENTRY_SIZE];
+    mem.write_chain(&[0x20000, 0x21000, 0x22000], &sessions);
+    write_root(&mut mem, 0x1000, 0x20000, 0);
+
+    let mut sink = Collect::default();
+    let found = restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(found.sessions_seen, 120);
+    assert_eq!(sink.sessions.len(), 119);
+    assert_eq!(sink.expected, Some((120, 0)));
+
+    // No session chain: nothing to expect.
+    let mut mem = FakeMemory::default();
+    write_root(&mut mem, 0x1000, 0, 0);
+    let mut sink = Collect::default();
+    restore(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(sink.expected, None);
 }
 
 #[test]
@@ -642,10 +678,16 @@ fn chain_of_exactly_max_blocks_is_read() {
         *entry_slot::<FILE_ENTRY_SIZE>(block, 0).unwrap() = file_entry(i);
     }
     let mut tokens = Vec::new();
-    read_chain_exact::<_, FILE_ENTRY_SIZE>(&mut mem, PAGE as u64, n, |_, e| {
-        tokens.push(FileEntry::decode(e)?.token);
-        Ok(())
-    })
+    read_chain_exact::<_, FILE_ENTRY_SIZE>(
+        &mut mem,
+        PAGE as u64,
+        n,
+        |_, _| {},
+        |_, e| {
+            tokens.push(FileEntry::decode(e)?.token);
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(tokens, (1..=n).collect::<Vec<_>>());
 }

@@ -746,9 +746,8 @@ fn walk<const N: usize>(
     };
     let result = match expected {
         None => read_chain::<_, N>(&mut source, head, visit),
-        Some(expected) => {
-            read_chain_exact::<_, N>(&mut source, head, expected, visit).map(|()| expected)
-        }
+        Some(expected) => read_chain_exact::<_, N>(&mut source, head, expected, |_, _| {}, visit)
+            .map(|()| expected),
     };
     let claimed = source.claimed_blocks();
     ((entries, result), claimed)
@@ -783,14 +782,14 @@ pub fn check_chain(data: &[u8]) -> Result<u64, ChainError> {
                 Err(ChainError::CountMismatch { expected, found: 0 }),
             )
         } else {
-            let (entries, result) = reference_chain(&layout, head, n, fail_at);
-            let result = match result {
-                Ok(found) if exact && found != expected => {
-                    Err(ChainError::CountMismatch { expected, found })
-                }
-                other => other,
-            };
-            (entries, result)
+            // The total is checked once the chain is, before any entry is visited.
+            match reference_chain(&layout, head, n, 0).1 {
+                Ok(found) if exact && found != expected => (
+                    Vec::new(),
+                    Err(ChainError::CountMismatch { expected, found }),
+                ),
+                _ => reference_chain(&layout, head, n, fail_at),
+            }
         };
 
     let exact = exact.then_some(expected);

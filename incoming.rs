@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The sessions handed over by the previous kernel, from restore until they finish.
+//!
+//! Restore runs in early boot and may bring back hundreds of thousands of sessions, most
+//! of which stay untouched until userspace asks for them. Each is kept as a small record
+//! (name and files) in arrays of 64 KiB, and becomes a full [`Session`] with a lock and a
+//! reference count only when it is retrieved. One allocation per restored session was
+//! the dominant cost of a large restore: right after a kexec with KHO, the page
+//! allocator hands out single unmovable pages slowly, one pageblock claim attempt per
+//! slab page, while requests of 64 KiB claim a whole pageblock at once.
+
+use kernel::{prelude::*, sync::Arc};
+
+use crate::abi::format::{
+    c_str_bytes, FileEntry, FlbEntry, SessionEntry, SessionName, SESSION_NAME_LEN,
+};
+use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
+use crate::luo_file::{FileHandler, LuoFile};
+use crate::luo_session::Session;
+use crate::name_index::NameIndex;
+use crate::Luo;
+
+/// One session from the previous kernel.
+pub(crate) struct IncomingSlot {
+    /// The session's name.
+    pub(crate) name: SessionName,
+    /// The hash of the name in the index.
+    hash: u64,
+    /// Its files, until the session is retrieved: they then move into `session`.
+    pub(crate) files: KVVec<LuoFile>,
+    /// The session handed to userspace; `None` until it is retrieved.
+    pub(crate) session: Option<Arc<Session>>,
+}
+
+/// Bytes per array of records: large enough that each array is a multi-page allocation.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Records per array.
+const PER_CHUNK: usize = CHUNK_BYTES / core::mem::size_of::<IncomingSlot>();
+
+/// The record at position `index`.
+fn record(chunks: &KVec<KVec<IncomingSlot>>, index: u32) -> Option<&IncomingSlot> {
+    let i = index as usize;
+    chunks.get(i / PER_CHUNK)?.get(i % PER_CHUNK)
+}
+
+/// The record at position `index`, to change.
+fn record_mut(chunks: &mut KVec<KVec<IncomingSlot>>, index: u32) -> Option<&mut IncomingSlot> {
+    let i = index as usize;
+    chunks.get_mut(i / PER_CHUNK)?.get_mut(i % PER_CHUNK)
+}
+
+/// The incoming sessions.
+///
+/// # Invariants
+///
+/// Every value of `by_name` is the position of a record in `chunks`, under the hash
+/// that the record keeps. Records are never moved or removed while any is live: a
+/// finished session's record stays, unreachable, until the last one finishes and all are
+/// freed together.
+pub(crate) struct IncomingSessions {
+    chunks: KVec<KVec<IncomingSlot>>,
+    by_name: NameIndex<u32>,
+    /// Records in `chunks`, live or not.
+    records: usize,
+}
+
+impl IncomingSessions {
+    /// No sessions.
+    pub(crate) const fn new() -> Self {
+        Self {
+            chunks: KVec::new(),
+            by_name: NameIndex::new(),
+            records: 0,
+        }
+    }
+
+    /// Makes room for `count` more sessions.
+    pub(crate) fn reserve(&mut self, count: usize) -> Result {
+        let records = self.records.checked_add(count).ok_or(ENOMEM)?;
+        let chunks = records.div_ceil(PER_CHUNK);
+        if chunks > self.chunks.len() {
+            self.chunks
+                .reserve(chunks - self.chunks.len(), GFP_KERNEL)?;
+        }
+        self.by_name.reserve(count)
+    }
+
+    /// The position of the live session named `name`.
+    fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
+        let hash = self.by_name.hash(name);
+        let chunks = &self.chunks;
+        let is = |&i: &u32| record(chunks, i).is_some_and(|r| r.name.as_field() == name);
+        self.by_name.get(hash, is).copied()
+    }
+
+    /// Whether a session is named `name`.
+    pub(crate) fn contains(&self, name: &[u8; SESSION_NAME_LEN]) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// Adds a session, whose name must be absent; on failure the files are handed back.
+    pub(crate) fn add(
+        &mut self,
+        name: SessionName,
+        files: KVVec<LuoFile>,
+    ) -> core::result::Result<(), KVVec<LuoFile>> {
+        let Ok(index) = u32::try_from(self.records) else {
+            return Err(files);
+        };
+        if self.reserve(1).is_err() {
+            return Err(files);
+        }
+        if self.records % PER_CHUNK == 0 {
+            let chunk = match KVec::with_capacity(PER_CHUNK, GFP_KERNEL) {
+                Ok(chunk) => chunk,
+                Err(_) => return Err(files),
+            };
+            // Cannot fail: room for the chunk was reserved above.
+            if self.chunks.push_within_capacity(chunk).is_err() {
+                return Err(files);
+            }
+        }
+        let Some(chunk) = self.chunks.last_mut() else {
+            return Err(files);
+        };
+        // Stable: the index has its table since `reserve()`.
+        let hash = self.by_name.hash(name.as_field());
+        let record = IncomingSlot {
+            name,
+            hash,
+            files,
+            session: None,
+        };
+        if let Err(err) = chunk.push_within_capacity(record) {
+            return Err(err.0.files);
+        }
+        self.records += 1;
+        // INVARIANT: The record just pushed is at `index`, under its name.
+        if self.by_name.insert_reserved(hash, index).is_err() {
+            // Cannot happen, room was reserved above; the record is taken back out.
+            self.records -= 1;
+            let record = self.chunks.last_mut().and_then(|chunk| chunk.pop());
+            return Err(record.map_or_else(KVVec::new, |record| record.files));
+        }
+        Ok(())
+    }
+
+    /// The session named `name`, and its position.
+    pub(crate) fn get_mut(
+        &mut self,
+        name: &[u8; SESSION_NAME_LEN],
+    ) -> Option<(u32, &mut IncomingSlot)> {
+        let index = self.find(name)?;
+        Some((index, record_mut(&mut self.chunks, index)?))
+    }
+
+    /// Forgets the session at position `index`: its record is emptied, and every record
+    /// freed once none is live.
+    pub(crate) fn remove(&mut self, index: u32) {
+        let Some(record) = record_mut(&mut self.chunks, index) else {
+            return;
+        };
+        if self.by_name.remove(record.hash, |&i| i == index).is_none() {
+            return;
+        }
+        record.session = None;
+        record.files = KVVec::new();
+        if self.by_name.len() == 0 {
+            self.clear();
+        }
+    }
+
+    /// Drops every session.
+    pub(crate) fn clear(&mut self) {
+        self.by_name.clear();
+        self.chunks = KVec::new();
+        self.records = 0;
+    }
+
+    /// Calls `f` on every live session and its position, in no particular order.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u32, &mut IncomingSlot)) {
+        let chunks = &mut self.chunks;
+        for &index in self.by_name.values() {
+            if let Some(record) = record_mut(chunks, index) {
+                f(index, record);
+            }
+        }
+    }
+}
+
+/// Builds the incoming sessions from what [`abi::restore::restore`] reads.
+///
+/// [`abi::restore::restore`]: crate::abi::restore::restore
+pub(crate) struct IncomingBuilder<'a> {
+    luo: &'a mut Luo,
+    current: Option<(SessionName, KVVec<LuoFile>)>,
+    /// Sessions restored so far.
+    pub(crate) sessions: usize,
+    /// Files restored so far.
+    pub(crate) files: usize,
+    /// The previous kernel's FLB entries.
+    pub(crate) flbs: KVec<FlbEntry>,
+    /// Whether the FLB page was refused.
+    pub(crate) flb_page_rejected: bool,
+}
+
+impl<'a> IncomingBuilder<'a> {
+    /// A builder that adds to `luo`'s incoming sessions.
+    pub(crate) fn new(luo: &'a mut Luo) -> Self {
+        Self {
+            luo,
+            current: None,
+            sessions: 0,
+            files: 0,
+            flbs: KVec::new(),
+            flb_page_rejected: false,
+        }
+    }
+}
+
+impl RestoreSink for IncomingBuilder<'_> {
+    fn sessions_expected(&mut self, count: u64) {
+        // Everything at once; without the memory, the tables grow as sessions come.
+        let _ = self
+            .luo
+            .incoming
+            .reserve(usize::try_from(count).unwrap_or(usize::MAX));
+    }
+
+    fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
+        if self.luo.incoming.contains(entry.name.as_field()) {
+            return Ok(false);
+        }
+        self.current = Some((entry.name, KVVec::new()));
+        Ok(true)
+    }
+
+    fn files_expected(&mut self, count: u64) {
+        if let Some((_, files)) = self.current.as_mut() {
+            // A hint: without the memory, the array grows as files come.
+            let _ = files.reserve(usize::try_from(count).unwrap_or(usize::MAX), GFP_KERNEL);
+        }
+    }
+
+    fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
+        let (_, files) = self.current.as_mut().ok_or(OutOfMemory)?;
+        files
+            .push(
+                LuoFile::incoming(entry.compatible, entry.data, entry.token),
+                GFP_KERNEL,
+            )
+            .map_err(|_| OutOfMemory)
+    }
+
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
+        let Some((name, files)) = self.current.take() else {
+            return Ok(());
+        };
+        if !valid {
+            return Ok(());
+        }
+        let nfiles = files.len();
+        // Nothing is bound to the files yet, so handing them back and dropping them
+        // loses only what the failed restore could not keep anyway.
+        self.luo
+            .incoming
+            .add(name, files)
+            .map_err(|_| OutOfMemory)?;
+        self.sessions += 1;
+        self.files += nfiles;
+        Ok(())
+    }
+
+    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        self.flbs.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
+    }
+
+    fn rejected(&mut self, what: Rejection) {
+        match what {
+            Rejection::FileChain { name, error } => pr_err!(
+                "session {:?} from the previous kernel dropped: bad file chain: {:?}\n",
+                name,
+                error
+            ),
+            Rejection::DuplicateSession(name) => pr_err!(
+                "session {:?} from the previous kernel dropped: its name repeats\n",
+                name
+            ),
+            Rejection::SessionEntry { index, error } => pr_err!(
+                "session #{} from the previous kernel dropped: bad entry: {:?}\n",
+                index,
+                error
+            ),
+            Rejection::FlbPage(pa) => {
+                self.flb_page_rejected = true;
+                pr_err!(
+                    "FLB page at {:#x} from the previous kernel ignored: malformed\n",
+                    pa
+                )
+            }
+            other => pr_err!(
+                "state from the previous kernel rejected, no session restored: {:?}\n",
+                other
+            ),
+        }
+    }
+}
+
+/// Looks up the handler of every incoming file, pinning its module.
+///
+/// Runs on the first open of `/dev/liveupdate`, once every built-in handler has
+/// registered. A session with a file that no handler claims is dropped.
+pub(crate) fn bind_incoming_handlers(luo: &mut Luo) {
+    let Luo {
+        handlers, incoming, ..
+    } = luo;
+    let mut unbound: KVec<u32> = KVec::new();
+    incoming.for_each_mut(|index, record| {
+        let mut missing = None;
+        for file in record.files.iter_mut() {
+            let handler: Option<FileHandler> = handlers
+                .iter()
+                .find(|h| h.compatible() == c_str_bytes(&file.compatible))
+                .copied();
+            match handler {
+                Some(h) if h.get_module() => file.handler = Some(h),
+                _ => {
+                    missing = Some(file.compatible);
+                    break;
+                }
+            }
+        }
+        if let Some(compatible) = missing {
+            pr_err!(
+                "session {:?} dropped: no handler for file type {:?}\n",
+                record.name,
+                kernel::str::BStr::from_bytes(c_str_bytes(&compatible))
+            );
+            for file in record.files.iter_mut() {
+                if let Some(h) = file.handler.take() {
+                    h.put_module();
+                }
+            }
+            // Without memory to drop it the session stays, with no way to retrieve
+            // its unbound files: they answer ENOENT.
+            let _ = unbound.push(index, GFP_KERNEL);
+        }
+    });
+    for &index in unbound.iter() {
+        incoming.remove(index);
+    }
+}
