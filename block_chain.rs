@@ -13,6 +13,7 @@ use kernel::{page::PAGE_SIZE, prelude::*};
 use crate::abi::chain::{entry_slot, read_header, write_header};
 use crate::abi::format::{blocks_for, entries_per_block, BlockHeader, MAX_BLOCKS};
 use crate::kho::PreservedPage;
+use crate::lean_vec::LeanVec;
 
 /// A chain of preserved blocks for entries of `N` bytes.
 ///
@@ -20,7 +21,7 @@ use crate::kho::PreservedPage;
 ///
 /// Each block's header links to the next block, and the last block's to nothing.
 pub(crate) struct OutgoingChain<const N: usize> {
-    blocks: KVVec<PreservedPage>,
+    blocks: LeanVec<PreservedPage>,
 }
 
 impl<const N: usize> OutgoingChain<N> {
@@ -30,7 +31,7 @@ impl<const N: usize> OutgoingChain<N> {
     /// An empty chain.
     pub(crate) const fn new() -> Self {
         Self {
-            blocks: KVVec::new(),
+            blocks: LeanVec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ use crate::abi::format::{
     c_str_bytes, FileEntry, FlbEntry, SessionEntry, SessionName, SESSION_NAME_LEN,
 };
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
+use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::luo_session::Session;
 use crate::name_index::NameIndex;
@@ -28,7 +29,7 @@ pub(crate) struct IncomingSlot {
     /// The hash of the name in the index.
     hash: u64,
     /// Its files, until the session is retrieved: they then move into `session`.
-    pub(crate) files: KVVec<LuoFile>,
+    pub(crate) files: LeanVec<LuoFile>,
     /// The session handed to userspace; `None` until it is retrieved.
     pub(crate) session: Option<Arc<Session>>,
 }
@@ -104,8 +105,8 @@ impl IncomingSessions {
     pub(crate) fn add(
         &mut self,
         name: SessionName,
-        files: KVVec<LuoFile>,
-    ) -> core::result::Result<(), KVVec<LuoFile>> {
+        files: LeanVec<LuoFile>,
+    ) -> core::result::Result<(), LeanVec<LuoFile>> {
         let Ok(index) = u32::try_from(self.records) else {
             return Err(files);
         };
@@ -142,7 +143,7 @@ impl IncomingSessions {
             // Cannot happen, room was reserved above; the record is taken back out.
             self.records -= 1;
             let record = self.chunks.last_mut().and_then(|chunk| chunk.pop());
-            return Err(record.map_or_else(KVVec::new, |record| record.files));
+            return Err(record.map_or_else(LeanVec::new, |record| record.files));
         }
         Ok(())
     }
@@ -166,7 +167,7 @@ impl IncomingSessions {
             return;
         }
         record.session = None;
-        record.files = KVVec::new();
+        record.files = LeanVec::new();
         if self.by_name.len() == 0 {
             self.clear();
         }
@@ -195,7 +196,7 @@ impl IncomingSessions {
 /// [`abi::restore::restore`]: crate::abi::restore::restore
 pub(crate) struct IncomingBuilder<'a> {
     luo: &'a mut Luo,
-    current: Option<(SessionName, KVVec<LuoFile>)>,
+    current: Option<(SessionName, LeanVec<LuoFile>)>,
     /// Sessions restored so far.
     pub(crate) sessions: usize,
     /// Files restored so far.
@@ -233,7 +234,7 @@ impl RestoreSink for IncomingBuilder<'_> {
         if self.luo.incoming.contains(entry.name.as_field()) {
             return Ok(false);
         }
-        self.current = Some((entry.name, KVVec::new()));
+        self.current = Some((entry.name, LeanVec::new()));
         Ok(true)
     }
 

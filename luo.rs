@@ -41,6 +41,7 @@ mod kho;
 #[cfg(CONFIG_KUNIT)]
 mod kunit;
 mod layout;
+mod lean_vec;
 mod luo_file;
 mod luo_flb;
 mod luo_session;

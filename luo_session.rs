@@ -28,6 +28,7 @@ use crate::abi::format::{
     c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
+use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::tree::Tree;
 use crate::uapi::{
@@ -64,7 +65,7 @@ pub(crate) struct Session {
 /// The mutable part of a session.
 pub(crate) struct SessionState {
     /// Files in preservation order.
-    files: KVVec<LuoFile>,
+    files: LeanVec<LuoFile>,
     /// Outgoing: the blocks that will hold the file entries.
     blocks: OutgoingChain<FILE_ENTRY_SIZE>,
 }
@@ -76,7 +77,7 @@ impl Session {
                 name,
                 indexed,
                 state <- new_mutex!(SessionState {
-                    files: KVVec::new(),
+                    files: LeanVec::new(),
                     blocks: OutgoingChain::new(),
                 }),
             }),
@@ -333,7 +334,7 @@ fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
         handler.put_module();
     }
     // Gives the (possibly vmalloc'd) array back now rather than at close.
-    state.files = KVVec::new();
+    state.files = LeanVec::new();
     Ok(())
 }
 
