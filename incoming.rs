@@ -4,13 +4,14 @@
 //!
 //! Restore runs in early boot and may bring back hundreds of thousands of sessions, most
 //! of which stay untouched until userspace asks for them. Each is kept as a small record
-//! (name and files) in arrays of 64 KiB, and becomes a full [`Session`] with a lock and a
-//! reference count only when it is retrieved. One allocation per restored session was
+//! (name and files) in arrays of 64 KiB, and becomes a full
+//! [`Session`](crate::luo_session::Session) with a lock and a reference count only while
+//! a session fd holds it. One allocation per restored session was
 //! the dominant cost of a large restore: right after a kexec with KHO, the page
 //! allocator hands out single unmovable pages slowly, one pageblock claim attempt per
 //! slab page, while requests of 64 KiB claim a whole pageblock at once.
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::prelude::*;
 
 use crate::abi::format::{
     c_str_bytes, FileEntry, FlbEntry, SessionEntry, SessionName, SESSION_NAME_LEN,
@@ -18,7 +19,6 @@ use crate::abi::format::{
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
-use crate::luo_session::Session;
 use crate::name_index::NameIndex;
 use crate::Luo;
 
@@ -28,10 +28,10 @@ pub(crate) struct IncomingSlot {
     pub(crate) name: SessionName,
     /// The hash of the name in the index.
     hash: u64,
-    /// Its files, until the session is retrieved: they then move into `session`.
+    /// Its files, while no session fd holds them.
     pub(crate) files: LeanVec<LuoFile>,
-    /// The session handed to userspace; `None` until it is retrieved.
-    pub(crate) session: Option<Arc<Session>>,
+    /// Whether a session fd holds the session (and its files) now.
+    pub(crate) retrieved: bool,
 }
 
 /// Bytes per array of records: large enough that each array is a multi-page allocation.
@@ -132,7 +132,7 @@ impl IncomingSessions {
             name,
             hash,
             files,
-            session: None,
+            retrieved: false,
         };
         if let Err(err) = chunk.push_within_capacity(record) {
             return Err(err.0.files);
@@ -157,6 +157,15 @@ impl IncomingSessions {
         Some((index, record_mut(&mut self.chunks, index)?))
     }
 
+    /// Hands the files of the session at position `index` back to its record, when the
+    /// session fd that held them is gone without finishing them.
+    pub(crate) fn give_back(&mut self, index: u32, files: LeanVec<LuoFile>) {
+        if let Some(record) = record_mut(&mut self.chunks, index) {
+            record.files = files;
+            record.retrieved = false;
+        }
+    }
+
     /// Forgets the session at position `index`: its record is emptied, and every record
     /// freed once none is live.
     pub(crate) fn remove(&mut self, index: u32) {
@@ -166,7 +175,7 @@ impl IncomingSessions {
         if self.by_name.remove(record.hash, |&i| i == index).is_none() {
             return;
         }
-        record.session = None;
+        record.retrieved = false;
         record.files = LeanVec::new();
         if self.by_name.len() == 0 {
             self.clear();

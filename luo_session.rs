@@ -191,7 +191,7 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
 
     let mut luo = LUO.lock();
     let (index, record) = luo.incoming.get_mut(&key).ok_or(ENOENT)?;
-    if record.session.is_some() {
+    if record.retrieved {
         return Err(EINVAL);
     }
     // The files move into the session only once nothing else can fail, so that a
@@ -199,7 +199,7 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     let session = Session::new(record.name, Indexed::Incoming(index))?;
     let file = session_file(session.clone())?;
     session.state.lock().files = core::mem::take(&mut record.files);
-    record.session = Some(session);
+    record.retrieved = true;
     Ok(file)
 }
 
@@ -315,6 +315,9 @@ fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<AR
 
 /// `LIVEUPDATE_SESSION_FINISH`: hands every file back to its handler, or none.
 fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
+    if state.files.is_empty() {
+        return Ok(());
+    }
     let ready = state.files.iter().all(|f| match f.handler {
         Some(h) => h.can_finish(f.file.as_deref(), f.state.data, f.retrieve_status),
         None => true,
@@ -359,13 +362,16 @@ fn session_closed(session: Arc<Session>) {
         if finish(luo, &mut state).is_ok() {
             drop(state);
             luo.incoming.remove(record);
-        } else {
-            if crate::log_ratelimit() {
-                pr_warn!(
-                    "session {:?} closed before its files could finish; they stay preserved\n",
-                    session.name
-                );
-            }
+            return;
+        }
+        // The files go back to the record, where a new retrieve finds them.
+        luo.incoming
+            .give_back(record, core::mem::take(&mut state.files));
+        if crate::log_ratelimit() {
+            pr_warn!(
+                "session {:?} closed before its files could finish; it can be retrieved again\n",
+                session.name
+            );
         }
         return;
     }
