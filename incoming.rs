@@ -26,12 +26,13 @@ use crate::Luo;
 pub(crate) struct IncomingSlot {
     /// The session's name.
     pub(crate) name: SessionName,
-    /// The hash of the name in the index.
-    hash: u64,
     /// Its files, while no session fd holds them.
     pub(crate) files: LeanVec<LuoFile>,
     /// Whether a session fd holds the session (and its files) now.
     pub(crate) retrieved: bool,
+    /// Whether the session finished: it is gone, although the index still finds the
+    /// record (the lookup then answers that there is no such session).
+    finished: bool,
 }
 
 /// Bytes per array of records: large enough that each array is a multi-page allocation.
@@ -57,14 +58,17 @@ fn record_mut(chunks: &mut KVec<KVec<IncomingSlot>>, index: u32) -> Option<&mut 
 /// # Invariants
 ///
 /// Every value of `by_name` is the position of a record in `chunks`, under the hash
-/// that the record keeps. Records are never moved or removed while any is live: a
-/// finished session's record stays, unreachable, until the last one finishes and all are
-/// freed together.
+/// of the record's name. Records are never moved or removed while any is live: a
+/// finished session's record stays, marked, until the last one finishes and all are
+/// freed together. Nothing is added once restore is over, so the index never needs to
+/// forget a name to make room for another.
 pub(crate) struct IncomingSessions {
     chunks: KVec<KVec<IncomingSlot>>,
     by_name: NameIndex<u32>,
     /// Records in `chunks`, live or not.
     records: usize,
+    /// Records whose session has not finished.
+    live: usize,
 }
 
 impl IncomingSessions {
@@ -74,6 +78,7 @@ impl IncomingSessions {
             chunks: KVec::new(),
             by_name: NameIndex::new(),
             records: 0,
+            live: 0,
         }
     }
 
@@ -92,7 +97,8 @@ impl IncomingSessions {
     fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
         let hash = self.by_name.hash(name);
         let chunks = &self.chunks;
-        let is = |&i: &u32| record(chunks, i).is_some_and(|r| r.name.as_field() == name);
+        let is =
+            |&i: &u32| record(chunks, i).is_some_and(|r| !r.finished && r.name.as_field() == name);
         self.by_name.get(hash, is).copied()
     }
 
@@ -130,18 +136,20 @@ impl IncomingSessions {
         let hash = self.by_name.hash(name.as_field());
         let record = IncomingSlot {
             name,
-            hash,
             files,
             retrieved: false,
+            finished: false,
         };
         if let Err(err) = chunk.push_within_capacity(record) {
             return Err(err.0.files);
         }
         self.records += 1;
+        self.live += 1;
         // INVARIANT: The record just pushed is at `index`, under its name.
         if self.by_name.insert_reserved(hash, index).is_err() {
             // Cannot happen, room was reserved above; the record is taken back out.
             self.records -= 1;
+            self.live -= 1;
             let record = self.chunks.last_mut().and_then(|chunk| chunk.pop());
             return Err(record.map_or_else(LeanVec::new, |record| record.files));
         }
@@ -166,18 +174,20 @@ impl IncomingSessions {
         }
     }
 
-    /// Forgets the session at position `index`: its record is emptied, and every record
-    /// freed once none is live.
+    /// Forgets the session at position `index`: its record is emptied and marked, and
+    /// every record freed once none is live.
     pub(crate) fn remove(&mut self, index: u32) {
         let Some(record) = record_mut(&mut self.chunks, index) else {
             return;
         };
-        if self.by_name.remove(record.hash, |&i| i == index).is_none() {
+        if record.finished {
             return;
         }
+        record.finished = true;
         record.retrieved = false;
         record.files = LeanVec::new();
-        if self.by_name.len() == 0 {
+        self.live -= 1;
+        if self.live == 0 {
             self.clear();
         }
     }
@@ -187,13 +197,14 @@ impl IncomingSessions {
         self.by_name.clear();
         self.chunks = KVec::new();
         self.records = 0;
+        self.live = 0;
     }
 
     /// Calls `f` on every live session and its position, in no particular order.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u32, &mut IncomingSlot)) {
         let chunks = &mut self.chunks;
         for &index in self.by_name.values() {
-            if let Some(record) = record_mut(chunks, index) {
+            if let Some(record) = record_mut(chunks, index).filter(|r| !r.finished) {
                 f(index, record);
             }
         }
