@@ -166,6 +166,7 @@ impl Drop for RestoredPage {
 /// claimed page.
 pub(crate) struct RestoredBlocks {
     pages: RBTree<u64, RestoredPage>,
+    count: usize,
 }
 
 impl RestoredBlocks {
@@ -173,7 +174,13 @@ impl RestoredBlocks {
     pub(crate) fn new() -> Self {
         Self {
             pages: RBTree::new(),
+            count: 0,
         }
+    }
+
+    /// Number of pages claimed.
+    pub(crate) fn len(&self) -> usize {
+        self.count
     }
 }
 
@@ -192,6 +199,7 @@ impl BlockSource for RestoredBlocks {
         self.pages
             .try_create_and_insert(pa, page, GFP_KERNEL)
             .map_err(|_| ClaimError::NotPreserved)?;
+        self.count += 1;
         self.pages
             .get(&pa)
             .map(RestoredPage::bytes)

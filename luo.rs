@@ -221,11 +221,12 @@ fn early_init() {
             luo.liveupdate_num = found.root.liveupdate_num;
             luo_flb::set_incoming(flbs, found.root.flbs_pa != 0 && flb_page_valid);
             pr_info!(
-                "Rust LUO core: live update #{}: restored {} of {} sessions, {} files\n",
+                "Rust LUO core: live update #{}: restored {} of {} sessions, {} files, from {} pages\n",
                 found.root.liveupdate_num,
                 sessions,
                 found.sessions_seen,
-                files
+                files,
+                blocks.len()
             );
         }
         Err(RestoreError::OutOfMemory) => {
@@ -346,7 +347,8 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
     }
     #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
     corrupt::damage(luo_ref);
-    pr_info!(
+    // Debug level: on a serial console one more line would lengthen the blackout.
+    pr_debug!(
         "Rust LUO core: {} sessions serialized in {} blocks for live update #{}\n",
         sessions,
         nblocks,

@@ -9,9 +9,16 @@
  *   luo_bench=sessions:N   N empty sessions (no files)
  *   luo_bench=files:N      one session holding N small memfds
  *
+ * Every path is run once before it is timed (warm-up): under QEMU TCG the
+ * first run of any kernel code pays for translating it, which would swamp
+ * the single operations of the files mode. The warm-up session
+ * "bench-warm" (one memfd) crosses the kexec with the measured state, so
+ * that stage 2 can warm its paths too; serialize and restore include it.
+ *
  * Stage 1 (outgoing kernel), each loop timed as a whole with
  * clock_gettime(CLOCK_MONOTONIC), nothing but the ioctl/close inside:
- *   open            first open of /dev/liveupdate
+ *   first_open      first open of /dev/liveupdate (one-off, cold)
+ *   open            open of /dev/liveupdate, warm (20 reopens)
  *   create          N sessions created (sessions) / the one session (files)
  *   preserve        N memfds preserved into the session (files only)
  *   create_cycle    M more sessions created, on top of the N (sessions)
@@ -25,7 +32,7 @@
  *
  * Stage 2 (incoming kernel):
  *   open            first open of /dev/liveupdate (the C core deserializes
- *                   here; the Rust core binds handlers here)
+ *                   here; the Rust core binds handlers here), before warm-up
  *   retrieve_session, retrieve_fd (files), finish, close_incoming
  * and it copies the "initcall ... returned ... after N usecs" lines (boot
  * with initcall_debug) and the cores' own restore lines from the kernel log.
@@ -53,6 +60,10 @@
 #include "../selftests/lib/luo.h"
 
 #define MAX_CYCLE_SESSIONS 10000
+#define REOPENS 20
+#define WARM_SESSION "bench-warm"
+#define WARMUP_SESSION "bench-warmup"
+#define WARM_TOKEN 0x77ULL
 #define FILES_SESSION "bench-files"
 #define CYCLE_SESSION "bench-cycle"
 #define FILE_TOKEN(j) (0x10000ULL + (uint64_t)(j))
@@ -336,6 +347,69 @@ static void hold_and_exit(void)
 		pause();
 }
 
+/*
+ * Runs every stage-1 path once: create, preserve, close (unpreserve) of a
+ * throwaway session, then the warm session that crosses the kexec (kept
+ * open by the holder).
+ */
+static void warm_up_stage1(int luo_fd)
+{
+	static const char data[] = "warm";
+	int sfd, mfd, ret;
+
+	sfd = luo_session_create(luo_fd, WARMUP_SESSION);
+	T_CHECK(sfd >= 0, "create %s: %s", WARMUP_SESSION, t_errname(-sfd));
+	mfd = memfd_new("warmup", data, sizeof(data));
+	T_CHECK(mfd >= 0, "memfd: %s", t_errname(-mfd));
+	ret = luo_preserve_fd(sfd, mfd, WARM_TOKEN);
+	T_CHECK(ret == 0, "preserve into %s: %s", WARMUP_SESSION, t_errname(-ret));
+	close(mfd);
+	close(sfd);
+
+	sfd = luo_session_create(luo_fd, WARM_SESSION);
+	T_CHECK(sfd >= 0, "create %s: %s", WARM_SESSION, t_errname(-sfd));
+	mfd = memfd_new("warm", data, sizeof(data));
+	T_CHECK(mfd >= 0, "memfd: %s", t_errname(-mfd));
+	ret = luo_preserve_fd(sfd, mfd, WARM_TOKEN);
+	T_CHECK(ret == 0, "preserve into %s: %s", WARM_SESSION, t_errname(-ret));
+	close(mfd);
+	/* sfd stays open: the holder keeps it across the kexec. */
+}
+
+/* Runs every stage-2 path once on the warm session. */
+static void warm_up_stage2(int luo_fd)
+{
+	int sfd, mfd, ret;
+
+	sfd = luo_session_retrieve(luo_fd, WARM_SESSION);
+	T_CHECK(sfd >= 0, "retrieve %s: %s", WARM_SESSION, t_errname(-sfd));
+	mfd = luo_retrieve_fd(sfd, WARM_TOKEN);
+	T_CHECK(mfd >= 0, "retrieve the warm memfd: %s", t_errname(-mfd));
+	ret = luo_finish(sfd);
+	T_CHECK(ret == 0, "finish %s: %s", WARM_SESSION, t_errname(-ret));
+	close(sfd);
+	close(mfd);
+}
+
+/* Warm opens of /dev/liveupdate (one opener at a time): returns a new fd. */
+static int time_reopens(int luo_fd)
+{
+	uint64_t total = 0, t0, t1;
+	int i;
+
+	for (i = 0; i < REOPENS; i++) {
+		close(luo_fd);
+		t0 = now_ns();
+		luo_fd = luo_open();
+		t1 = now_ns();
+		if (luo_fd < 0)
+			t_fail("reopen %s: %s", LUO_DEV, t_errname(-luo_fd));
+		total += t1 - t0;
+	}
+	report("open", REOPENS, total);
+	return luo_fd;
+}
+
 static void stage1_sessions(int luo_fd)
 {
 	long m = size < MAX_CYCLE_SESSIONS ? size : MAX_CYCLE_SESSIONS;
@@ -501,9 +575,11 @@ int main(int argc, char **argv)
 	t1 = now_ns();
 	if (luo_fd < 0)
 		t_fail("open %s: %s", LUO_DEV, t_errname(-luo_fd));
-	report("open", 1, t1 - t0);
+	report(stage == 1 ? "first_open" : "open", 1, t1 - t0);
 
 	if (stage == 1) {
+		warm_up_stage1(luo_fd);
+		luo_fd = time_reopens(luo_fd);
 		if (!strcmp(mode, "sessions"))
 			stage1_sessions(luo_fd);
 		else
@@ -512,6 +588,7 @@ int main(int argc, char **argv)
 		hold_and_exit();
 	}
 
+	warm_up_stage2(luo_fd);
 	if (!strcmp(mode, "sessions"))
 		stage2_sessions(luo_fd);
 	else

@@ -21,11 +21,11 @@ from report import load  # noqa: E402  (adds the derived ops)
 
 PANELS = [
     ("sessions", "create"), ("sessions", "close_outgoing"),
-    ("sessions", "serialize_net"), ("sessions", "restore_initcall"),
+    ("sessions", "serialize_net"), ("sessions", "restore_net"),
     ("sessions", "restore_total"), ("sessions", "retrieve_session"),
     ("sessions", "finish"), ("sessions", "close_incoming"),
     ("files", "preserve"), ("files", "unpreserve"),
-    ("files", "serialize_net"), ("files", "restore_initcall"),
+    ("files", "serialize_net"), ("files", "restore_net"),
     ("files", "restore_total"), ("files", "retrieve_fd"),
     ("files", "finish"),
 ]
@@ -37,7 +37,7 @@ def main():
     src, dst = sys.argv[1], sys.argv[2]
     vals = defaultdict(list)
     for r in load(src):
-        if r["op"] == "session_blocks":
+        if r["op"] == "restored_pages":
             continue
         per = r["per_op_ns"]
         if r["op"] == "open_incoming":

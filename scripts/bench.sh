@@ -107,6 +107,7 @@ echo "run,core,mode,size,op,n,total_ns,per_op_ns,vm_secs" >"$tmpcsv"
 parse_log() {
 	awk -v run="$2" -v core="$3" -v mode="$4" -v size="$5" -v secs="$6" \
 		-v early="${early_addr[$3]}" '
+	BEGIN { mark = -1; shut = 0 }
 	function ts(line) {
 		if (match(line, /^\[ *[0-9]+\.[0-9]+\]/)) {
 			s = substr(line, RSTART + 1, RLENGTH - 2); gsub(/ /, "", s); return s + 0
@@ -125,12 +126,17 @@ parse_log() {
 		row(op, f["n"], f["total_ns"])
 		next
 	}
-	/luo_bench: serialize-start/ { mark = ts($0) }
-	/sessions serialized in [0-9]+ blocks/ {
-		luo_done = ts($0)
-		for (i = 1; i <= NF; i++) if ($i == "blocks") blocks = $(i - 1)
-	}
+	# The reboot path: from the record init writes just before reboot(RB_KEXEC) to
+	# the first device shutdown line (initcall_debug), which follows
+	# liveupdate_reboot() and the reboot notifiers; device shutdown itself
+	# (jittery, core-independent) is left out.
+	/luo-init: reboot\(RB_KEXEC\)/ { mark = ts($0); shut = -1 }
+	mark >= 0 && shut < 0 && /: shutdown/ { shut = ts($0) }
 	/kexec_core: Starting new kernel/ { jump = ts($0) }
+	# Stage 2, Rust: "... restored S of T sessions, F files, from P pages"
+	$1 == "BENCH-KLOG" && / from [0-9]+ pages/ {
+		for (i = 1; i <= NF; i++) if ($i == "pages") pages = $(i - 1)
+	}
 	# "BENCH-KLOG <us> calling  <addr> @ <pid>" / "... initcall <addr> returned ..."
 	$1 == "BENCH-KLOG" && tolower($4) == tolower(early) {
 		if ($3 == "calling") t_call = $2
@@ -138,9 +144,9 @@ parse_log() {
 	}
 	END {
 		items = size
-		if (mark >= 0 && jump > 0) row("serialize_window", items, (jump - mark) * 1e9)
-		if (mark >= 0 && luo_done > 0) row("serialize_to_luo_log", items, (luo_done - mark) * 1e9)
-		if (blocks != "") row("session_blocks", blocks, 0)
+		if (mark >= 0 && shut > 0) row("serialize_window", items, (shut - mark) * 1e9)
+		if (mark >= 0 && jump > 0) row("reboot_to_jump", items, (jump - mark) * 1e9)
+		if (pages != "") row("restored_pages", pages, 0)
 		if (t_call != "" && t_ret != "") row("restore_initcall", items, (t_ret - t_call) * 1000)
 	}' "$1"
 }
