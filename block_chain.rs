@@ -11,7 +11,9 @@
 use kernel::{page::PAGE_SIZE, prelude::*};
 
 use crate::abi::chain::{entry_slot, read_header, write_header};
-use crate::abi::format::{blocks_for, entries_per_block, BlockHeader, MAX_BLOCKS};
+use crate::abi::format::{
+    blocks_for, entries_per_block, BlockHeader, BLOCK_HEADER_SIZE, MAX_BLOCKS,
+};
 use crate::kho::PreservedPage;
 use crate::lean_vec::LeanVec;
 
@@ -115,6 +117,16 @@ impl<const N: usize> OutgoingChain<N> {
         let slot = entry_slot::<N>(block.bytes_mut(), index % Self::PER_BLOCK).ok_or(ENOSPC)?;
         encode(slot);
         Ok(())
+    }
+
+    /// Every entry slot, in chain order: for writing all entries one after the other.
+    pub(crate) fn slots_mut(&mut self) -> impl Iterator<Item = &mut [u8; N]> {
+        self.blocks.iter_mut().flat_map(|block| {
+            block.bytes_mut()[BLOCK_HEADER_SIZE..]
+                .chunks_exact_mut(N)
+                .take(Self::PER_BLOCK)
+                .filter_map(|slot| <&mut [u8; N]>::try_from(slot).ok())
+        })
     }
 
     /// Records that the chain holds its first `count` entries: every block's count is

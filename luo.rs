@@ -114,8 +114,6 @@ pub(crate) struct Luo {
     pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
     /// Sessions from the previous kernel.
     pub(crate) incoming: IncomingSessions,
-    /// Whether incoming files have been matched with their handlers.
-    handlers_bound: bool,
     /// Ids of every file preserved in an outgoing session or retrieved and not yet
     /// finished: a file may be in only one place at a time.
     pub(crate) preserved: Tree<usize, ()>,
@@ -139,7 +137,6 @@ impl Luo {
             outgoing: NameIndex::new(),
             session_blocks: OutgoingChain::new(),
             incoming: IncomingSessions::new(),
-            handlers_bound: false,
             preserved: Tree::new(),
             liveupdate_num: 0,
             out_root: None,
@@ -362,6 +359,9 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
 /// Only one process may hold `/dev/liveupdate` open.
 static DEVICE_IN_USE: Atomic<bool> = Atomic::new(false);
 
+/// Whether incoming files have been matched with their handlers (at the first open).
+static HANDLERS_BOUND: Atomic<bool> = Atomic::new(false);
+
 const CMD_CREATE_SESSION: u32 = 0x00;
 const CMD_RETRIEVE_SESSION: u32 = 0x01;
 
@@ -379,10 +379,13 @@ impl MiscDevice for LuoDevice {
         {
             return Err(EBUSY);
         }
-        let mut luo = LUO.lock();
-        if !luo.handlers_bound {
-            incoming::bind_incoming_handlers(&mut luo);
-            luo.handlers_bound = true;
+        if !HANDLERS_BOUND.load(kernel::sync::atomic::Acquire) {
+            let mut luo = LUO.lock();
+            // Checked again under the lock: only the first open binds.
+            if !HANDLERS_BOUND.load(Relaxed) {
+                incoming::bind_incoming_handlers(&mut luo);
+                HANDLERS_BOUND.store(true, kernel::sync::atomic::Release);
+            }
         }
         Ok(())
     }

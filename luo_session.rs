@@ -495,15 +495,22 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
         session_blocks,
         ..
     } = luo;
+    let mut slots = session_blocks.slots_mut();
     for (i, session) in outgoing.values().enumerate() {
         let mut state = session.state.lock();
         let state = &mut *state;
-        if let Err(e) = freeze_files(state) {
+        let frozen = if state.files.is_empty() {
+            Ok(())
+        } else {
+            freeze_files(state)
+        };
+        if let Err(e) = frozen {
             pr_err!(
                 "live update aborted: a file of session {:?} failed to freeze ({:?})\n",
                 session.name,
                 e
             );
+            drop(slots);
             // Sessions are independent: the order they are thawed in does not matter.
             for earlier in outgoing.values().take(i) {
                 let mut state = earlier.state.lock();
@@ -513,13 +520,16 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
             session_blocks.set_count(0);
             return Err(e);
         }
-        let entry = SessionEntry {
-            name: session.name,
-            files_pa: state.blocks.head(),
-            files_count: state.files.len() as u64,
-        };
-        session_blocks.store(i, |slot| entry.encode(slot))?;
+        // The chain has a slot for every session: it grows with each create.
+        let slot = slots.next().ok_or(ENOSPC)?;
+        SessionEntry::encode_fields(
+            slot,
+            session.name.as_field(),
+            state.blocks.head(),
+            state.files.len() as u64,
+        );
     }
+    drop(slots);
     session_blocks.set_count(outgoing.len());
     Ok(session_blocks.head())
 }

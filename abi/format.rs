@@ -233,10 +233,21 @@ impl SessionEntry {
 
     /// Writes the entry.
     pub fn encode(&self, out: &mut [u8; SESSION_ENTRY_SIZE]) {
-        let name = Self::NAME_OFFSET;
-        out[name..name + SESSION_NAME_LEN].copy_from_slice(self.name.as_field());
-        put_u64(out, Self::FILES_PA_OFFSET, self.files_pa);
-        put_u64(out, Self::FILES_COUNT_OFFSET, self.files_count);
+        Self::encode_fields(out, self.name.as_field(), self.files_pa, self.files_count);
+    }
+
+    /// Writes an entry from its fields: the NUL-padded name of a valid
+    /// [`SessionName`], the head of the file chain and its number of files.
+    pub fn encode_fields(
+        out: &mut [u8; SESSION_ENTRY_SIZE],
+        name: &[u8; SESSION_NAME_LEN],
+        files_pa: u64,
+        files_count: u64,
+    ) {
+        let at = Self::NAME_OFFSET;
+        out[at..at + SESSION_NAME_LEN].copy_from_slice(name);
+        put_u64(out, Self::FILES_PA_OFFSET, files_pa);
+        put_u64(out, Self::FILES_COUNT_OFFSET, files_count);
     }
 
     /// Reads the entry, validating the name.
