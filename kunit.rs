@@ -16,6 +16,8 @@ mod tests {
     };
     use crate::block_chain::OutgoingChain;
     use crate::kho::{kho_enabled, PreservedPage};
+    use crate::lean_vec::LeanVec;
+    use crate::name_index::NameIndex;
     use crate::{uapi, Luo};
 
     /// Reads chains straight out of this kernel's own outgoing pages.
@@ -84,8 +86,12 @@ mod tests {
         assert_eq!(luo.mark_preserved(7), Err(EBUSY));
         luo.unmark_preserved(7);
         assert!(luo.mark_preserved(7).is_ok());
-        assert_eq!(luo.preserved.len(), 2);
         assert!(luo.preserved.contains(&3));
+        assert!(luo.preserved.contains(&7));
+        luo.unmark_preserved(3);
+        luo.unmark_preserved(7);
+        assert!(!luo.preserved.contains(&3));
+        assert!(!luo.preserved.contains(&7));
     }
 
     #[test]
@@ -157,5 +163,77 @@ mod tests {
         let mut bytes = [0u8; SESSION_ENTRY_SIZE];
         entry.encode(&mut bytes);
         assert_eq!(SessionEntry::decode(&bytes), Ok(entry));
+    }
+
+    /// A NUL-padded name field made from `n`.
+    fn numbered(n: usize) -> [u8; 64] {
+        let mut field = [0u8; 64];
+        let mut digits = [0u8; 20];
+        let (mut n, mut len) = (n, 0);
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        field[..2].copy_from_slice(b"s-");
+        for i in 0..len {
+            field[2 + i] = digits[len - 1 - i];
+        }
+        field
+    }
+
+    #[test]
+    fn name_index_finds_what_it_holds_through_growth_and_removal() {
+        const N: usize = 3000;
+        let mut index = NameIndex::<usize>::new();
+        for i in 0..N {
+            assert!(index.reserve(1).is_ok());
+            let hash = index.hash(&numbered(i));
+            assert!(index.get(hash, |&v| v == i).is_none());
+            assert!(index.insert_reserved(hash, i).is_ok());
+        }
+        assert_eq!(index.len(), N);
+        assert_eq!(index.values().count(), N);
+        // Remove every third value, then check that every other one is still found:
+        // removal shifts later values back and shrinks the table.
+        for i in (0..N).step_by(3) {
+            let hash = index.hash(&numbered(i));
+            assert_eq!(index.remove(hash, |&v| v == i), Some(i));
+            assert_eq!(index.remove(hash, |&v| v == i), None);
+        }
+        for i in 0..N {
+            let hash = index.hash(&numbered(i));
+            assert_eq!(index.get(hash, |&v| v == i).is_some(), i % 3 != 0);
+        }
+        for i in 0..N {
+            if i % 3 != 0 {
+                let hash = index.hash(&numbered(i));
+                assert_eq!(index.remove(hash, |&v| v == i), Some(i));
+            }
+        }
+        assert_eq!(index.len(), 0);
+        assert_eq!(index.values().count(), 0);
+        // The key stays: a hash taken before is still the hash of that name.
+        let before = index.hash(&numbered(5));
+        assert!(index.reserve(1).is_ok());
+        assert_eq!(index.hash(&numbered(5)), before);
+    }
+
+    #[test]
+    fn lean_vec_behaves_as_its_vector() {
+        let mut v = LeanVec::<u64>::new();
+        assert_eq!(v.capacity(), 0);
+        drop(v);
+        v = LeanVec::default();
+        for i in 0..100 {
+            assert!(v.push(i, GFP_KERNEL).is_ok());
+        }
+        assert_eq!(v.iter().sum::<u64>(), 4950);
+        let taken = core::mem::take(&mut v);
+        assert_eq!(taken.len(), 100);
+        assert_eq!(v.len(), 0);
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! `RBTree::new()` is not `const`, and the core's state sits in a static lock, so the
 //! tree is created with its first entry. Every lookup, insertion and removal is
-//! O(log n), which keeps per-session and per-file costs flat however many there are.
+//! O(log n). The core keeps the ids of preserved files in one; sessions are found by
+//! name through [`NameIndex`](crate::name_index::NameIndex).
 
 use kernel::{
     prelude::*,
