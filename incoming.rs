@@ -69,6 +69,8 @@ pub(crate) struct IncomingSessions {
     records: usize,
     /// Records whose session has not finished.
     live: usize,
+    /// Records that restore said to expect: the first arrays are no larger than that.
+    expected: usize,
 }
 
 impl IncomingSessions {
@@ -79,12 +81,14 @@ impl IncomingSessions {
             by_name: NameIndex::new(),
             records: 0,
             live: 0,
+            expected: 0,
         }
     }
 
     /// Makes room for `count` more sessions.
     pub(crate) fn reserve(&mut self, count: usize) -> Result {
         let records = self.records.checked_add(count).ok_or(ENOMEM)?;
+        self.expected = self.expected.max(records);
         let chunks = records.div_ceil(PER_CHUNK);
         if chunks > self.chunks.len() {
             self.chunks
@@ -120,7 +124,10 @@ impl IncomingSessions {
             return Err(files);
         }
         if self.records % PER_CHUNK == 0 {
-            let chunk = match KVec::with_capacity(PER_CHUNK, GFP_KERNEL) {
+            // A few sessions take a small array (and a small free when they are gone);
+            // many take whole 64 KiB arrays.
+            let size = (self.expected - self.records).clamp(1, PER_CHUNK);
+            let chunk = match KVec::with_capacity(size, GFP_KERNEL) {
                 Ok(chunk) => chunk,
                 Err(_) => return Err(files),
             };
@@ -132,6 +139,11 @@ impl IncomingSessions {
         let Some(chunk) = self.chunks.last_mut() else {
             return Err(files);
         };
+        // A small array grows up to `PER_CHUNK` records: positions stay valid, as
+        // records are found by position, never by address.
+        if chunk.reserve(1, GFP_KERNEL).is_err() {
+            return Err(files);
+        }
         // Stable: the index has its table since `reserve()`.
         let hash = self.by_name.hash(name.as_field());
         let record = IncomingSlot {
@@ -198,6 +210,7 @@ impl IncomingSessions {
         self.chunks = KVec::new();
         self.records = 0;
         self.live = 0;
+        self.expected = 0;
     }
 
     /// Calls `f` on every live session and its position, in no particular order.
