@@ -347,33 +347,31 @@ static void hold_and_exit(void)
 		pause();
 }
 
-/*
- * Runs every stage-1 path once: create, preserve, close (unpreserve) of a
- * throwaway session, then the warm session that crosses the kexec (kept
- * open by the holder).
- */
-static void warm_up_stage1(int luo_fd)
+/* Creates session @name holding one small memfd; returns the session fd. */
+static int session_with_memfd(int luo_fd, const char *name)
 {
 	static const char data[] = "warm";
 	int sfd, mfd, ret;
 
-	sfd = luo_session_create(luo_fd, WARMUP_SESSION);
-	T_CHECK(sfd >= 0, "create %s: %s", WARMUP_SESSION, t_errname(-sfd));
-	mfd = memfd_new("warmup", data, sizeof(data));
+	sfd = luo_session_create(luo_fd, name);
+	T_CHECK(sfd >= 0, "create %s: %s", name, t_errname(-sfd));
+	mfd = memfd_new(name, data, sizeof(data));
 	T_CHECK(mfd >= 0, "memfd: %s", t_errname(-mfd));
 	ret = luo_preserve_fd(sfd, mfd, WARM_TOKEN);
-	T_CHECK(ret == 0, "preserve into %s: %s", WARMUP_SESSION, t_errname(-ret));
+	T_CHECK(ret == 0, "preserve into %s: %s", name, t_errname(-ret));
 	close(mfd);
-	close(sfd);
+	return sfd;
+}
 
-	sfd = luo_session_create(luo_fd, WARM_SESSION);
-	T_CHECK(sfd >= 0, "create %s: %s", WARM_SESSION, t_errname(-sfd));
-	mfd = memfd_new("warm", data, sizeof(data));
-	T_CHECK(mfd >= 0, "memfd: %s", t_errname(-mfd));
-	ret = luo_preserve_fd(sfd, mfd, WARM_TOKEN);
-	T_CHECK(ret == 0, "preserve into %s: %s", WARM_SESSION, t_errname(-ret));
-	close(mfd);
-	/* sfd stays open: the holder keeps it across the kexec. */
+/*
+ * Runs every stage-1 path once: create, preserve, close (unpreserve) of a
+ * throwaway session, then the warm session that crosses the kexec (its fd
+ * stays open: the holder keeps it).
+ */
+static void warm_up_stage1(int luo_fd)
+{
+	close(session_with_memfd(luo_fd, WARMUP_SESSION));
+	session_with_memfd(luo_fd, WARM_SESSION);
 }
 
 /* Runs every stage-2 path once on the warm session. */
