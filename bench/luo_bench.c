@@ -26,9 +26,9 @@
  *   preserve_cycle  N memfds preserved into a second session (files)
  *   unpreserve      close() of that session, per file (files)
  * The N sessions (or the session with N files) are then kept by a holder
- * process for the kexec, and "luo_bench: serialize-start" is written to
- * /dev/kmsg just before exiting, so that the host can time the reboot path
- * up to "kexec_core: Starting new kernel" from printk timestamps.
+ * process for the kexec. The host times the reboot path from printk
+ * timestamps: from the record init writes just before reboot(RB_KEXEC) to
+ * the first device shutdown line.
  *
  * Stage 2 (incoming kernel):
  *   open            first open of /dev/liveupdate (the C core deserializes
@@ -87,17 +87,6 @@ static void report(const char *op, long n, uint64_t total)
 	printf("BENCH core=%s mode=%s size=%ld stage=%d op=%s n=%ld total_ns=%llu per_op_ns=%llu\n",
 	       core, mode, size, stage, op, n, (unsigned long long)total,
 	       (unsigned long long)(n ? total / (uint64_t)n : 0));
-}
-
-static void kmsg(const char *text)
-{
-	int fd = open("/dev/kmsg", O_WRONLY);
-
-	if (fd < 0)
-		return;
-	if (write(fd, text, strlen(text)) < 0)
-		t_info("write /dev/kmsg: %s", strerror(errno));
-	close(fd);
 }
 
 static int read_file(const char *path, char *buf, size_t len)
@@ -316,35 +305,22 @@ static uint64_t preserve_all(int sfd, int *mfds, long n)
 
 static void hold_and_exit(void)
 {
-	pid_t pid = fork();
+	int fd;
 
-	if (pid < 0)
-		t_fail("fork: %s", strerror(errno));
-	if (pid > 0) {
-		int fd = open("/proc/sys/kernel/printk", O_WRONLY);
-
-		printf("LUO-TEST: luo_bench stage 1 ok\n");
-		/*
-		 * The host boots with "quiet" (no console backlog to drain in
-		 * the reboot path) and reads the reboot path's timestamps from
-		 * the console: show everything from here on.
-		 */
-		if (fd < 0 || write(fd, "7", 1) < 0)
-			t_info("cannot raise the console log level");
-		if (fd >= 0)
-			close(fd);
-		/* The host times the reboot path from this record. */
-		kmsg("<3>luo_bench: serialize-start\n");
-		exit(0);
-	}
-	setsid();
-	close(0);
-	close(1);
-	close(2);
-	if (chdir("/") < 0)
-		_exit(1);
-	for (;;)
-		pause();
+	luo_fork_holder();
+	fd = open("/proc/sys/kernel/printk", O_WRONLY);
+	printf("LUO-TEST: luo_bench stage 1 ok\n");
+	/*
+	 * The host boots with "quiet" (no console backlog to drain in the
+	 * reboot path) and reads the reboot path's timestamps from the
+	 * console (from init's record before reboot(RB_KEXEC)): show
+	 * everything from here on.
+	 */
+	if (fd < 0 || write(fd, "7", 1) < 0)
+		t_info("cannot raise the console log level");
+	if (fd >= 0)
+		close(fd);
+	exit(0);
 }
 
 /* Creates session @name holding one small memfd; returns the session fd. */

@@ -52,23 +52,6 @@ static void say(const char *fmt, ...)
 	printf("\n");
 }
 
-/*
- * A kernel log record right before reboot(RB_KEXEC): the start of the reboot
- * path for anyone timing it from the console (scripts/bench.sh).
- */
-static void mark_kexec(void)
-{
-	static const char mark[] = "<5>luo-init: reboot(RB_KEXEC)\n";
-	int fd = open("/dev/kmsg", O_WRONLY);
-
-	fflush(stdout);
-	if (fd < 0)
-		return;
-	if (write(fd, mark, sizeof(mark) - 1) < 0)
-		say("cannot write the kexec mark to /dev/kmsg");
-	close(fd);
-}
-
 static void __attribute__((noreturn)) finish(int stage, int ok, const char *why)
 {
 	if (ok)
@@ -81,6 +64,29 @@ static void __attribute__((noreturn)) finish(int stage, int ok, const char *why)
 	/* Not reached; if it is, the host times out. */
 	for (;;)
 		pause();
+}
+
+/*
+ * Reboots into the loaded kernel. Just before, a kernel log record marks the
+ * start of the reboot path for anyone timing it from the console
+ * (scripts/bench.sh).
+ */
+static void __attribute__((noreturn)) kexec_next(int stage, const char *msg)
+{
+	static const char mark[] = "<5>luo-init: reboot(RB_KEXEC)\n";
+	int fd;
+
+	say("%s", msg);
+	sync();
+	fflush(stdout);
+	fd = open("/dev/kmsg", O_WRONLY);
+	if (fd >= 0) {
+		if (write(fd, mark, sizeof(mark) - 1) < 0)
+			say("cannot write the kexec mark to /dev/kmsg");
+		close(fd);
+	}
+	reboot(RB_KEXEC);
+	finish(stage, 0, "reboot(RB_KEXEC) returned");
 }
 
 static void do_mount(const char *src, const char *dst, const char *type)
@@ -224,18 +230,10 @@ int main(void)
 			snprintf(why, sizeof(why), "%s -s 1 (relay) exited with %d", TEST_BIN, rc);
 			finish(2, 0, why);
 		}
-		say("relay ok, kexec into the next kernel");
-		sync();
-		mark_kexec();
-		reboot(RB_KEXEC);
-		finish(2, 0, "reboot(RB_KEXEC) returned");
+		kexec_next(2, "relay ok, kexec into the next kernel");
 	}
 	if (stage == 2)
 		finish(2, 1, NULL);
 
-	say("stage 1 ok, kexec into the next kernel");
-	sync();
-	mark_kexec();
-	reboot(RB_KEXEC);
-	finish(1, 0, "reboot(RB_KEXEC) returned");
+	kexec_next(1, "stage 1 ok, kexec into the next kernel");
 }

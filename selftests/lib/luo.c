@@ -279,17 +279,14 @@ void t_want_fds(long n)
 
 #define STATE_TOKEN 0x5157a7e0ULL
 
-static void hold_and_exit(const char *test_name)
+pid_t luo_fork_holder(void)
 {
 	pid_t pid = fork();
 
 	if (pid < 0)
 		t_fail("fork: %s", strerror(errno));
-	if (pid > 0) {
-		t_info("stage 1 done; holder pid %d keeps the sessions open", pid);
-		printf("LUO-TEST: %s stage 1 ok\n", test_name);
-		exit(0);
-	}
+	if (pid > 0)
+		return pid;
 	/* The holder: own session, no stdio, sleeps until the kexec. */
 	setsid();
 	close(0);
@@ -299,6 +296,15 @@ static void hold_and_exit(const char *test_name)
 		_exit(1);
 	for (;;)
 		pause();
+}
+
+static void hold_and_exit(const char *test_name)
+{
+	pid_t pid = luo_fork_holder();
+
+	t_info("stage 1 done; holder pid %d keeps the sessions open", pid);
+	printf("LUO-TEST: %s stage 1 ok\n", test_name);
+	exit(0);
 }
 
 int luo_stage_main(int argc, char **argv, const char *test_name,

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <linux/liveupdate.h>
 
 #define LUO_DEV "/dev/liveupdate"
@@ -79,6 +80,12 @@ void t_want_fds(long n);
  * stage2() verifies; when it returns, the driver finishes the state session
  * and prints the final PASS line. Any failure exits non-zero.
  */
+/*
+ * Forks a process that keeps every open descriptor (and so every outgoing
+ * session) until the kexec; returns its pid in the caller.
+ */
+pid_t luo_fork_holder(void);
+
 typedef void (*luo_stage1_fn)(int luo_fd);
 typedef void (*luo_stage2_fn)(int luo_fd);
 int luo_stage_main(int argc, char **argv, const char *test_name,
