@@ -18,6 +18,8 @@ set -euo pipefail
 
 say() { printf '[kernel] %s\n' "$*"; }
 die() { printf '[kernel] ERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib-kernel.sh
+. "$(dirname "$0")/lib-kernel.sh"
 
 core=${1:-}
 shift || true
@@ -60,13 +62,7 @@ pkgver=$(dpkg-query -W -f='${Version}' linux-source-7.3 2>/dev/null || echo unkn
 shopt -s nullglob
 patches=("$repo"/kernel-patch/*.patch)
 shopt -u nullglob
-key=$({
-	echo "linux-source-7.3 $pkgver"
-	for p in "${patches[@]}"; do
-		echo "== $(basename "$p")"
-		cat "$p"
-	done
-} | sha256sum | cut -c1-16)
+key=$(kernel_src_key "$repo")
 SRC=$CACHE/src-$key
 
 if [ ! -f "$SRC/.luo-ready" ]; then
@@ -93,33 +89,8 @@ fi
 ln -sfn "$(basename "$SRC")" "$CACHE/src"
 
 # -------------------------------------------------- sync the Rust core files
-dst=$SRC/kernel/liveupdate/rust
 if [ -f "$repo/Kbuild" ]; then
-	mkdir -p "$dst"
-	changed=0
-	sync_one() { # repo-relative path
-		local s=$repo/$1 d=$dst/$1
-		if ! cmp -s "$s" "$d"; then
-			mkdir -p "$(dirname "$d")"
-			cp "$s" "$d"
-			changed=$((changed + 1))
-		fi
-	}
-	sync_one Kbuild
-	(
-		cd "$repo"
-		shopt -s nullglob
-		printf '%s\n' *.rs abi/*.rs
-	) >"$CACHE/.sync-list"
-	while read -r f; do
-		[ -n "$f" ] && sync_one "$f"
-	done <"$CACHE/.sync-list"
-	# Drop files that were removed from the repo.
-	(cd "$dst" && find . -type f \( -name '*.rs' -o -name Kbuild \) | sed 's|^\./||') |
-		while read -r f; do
-			[ -e "$repo/$f" ] || { say "removing $f (gone from repo)"; rm -f "$dst/$f"; }
-		done
-	say "synced Rust core into kernel/liveupdate/rust/ ($changed file(s) changed)"
+	kernel_sync_rust_core "$repo" "$SRC"
 else
 	say "no Kbuild in the repo yet: not syncing a Rust core"
 fi
@@ -130,48 +101,7 @@ mkdir -p "$O"
 MAKE=(make -C "$SRC" O="$O" LLVM=-19 -j"$jobs")
 [ "$core" = rust ] && MAKE+=(CLIPPY=1)
 
-frag=$O/luo-fragment.config
-cat "$repo/kconfig/base.config" "$repo/kconfig/$core.config" >"$frag.new"
-cfgkey=$( (cat "$frag.new"; echo "$key") | sha256sum | cut -c1-16)
-if [ ! -f "$O/.config" ] || [ "$(cat "$O/.luo-config-key" 2>/dev/null)" != "$cfgkey" ]; then
-	say "configuring $O (tinyconfig + kconfig/base.config + kconfig/$core.config)"
-	"${MAKE[@]}" -s rustavailable || die "Rust toolchain not usable by the kernel (make rustavailable)"
-	"${MAKE[@]}" -s tinyconfig >/dev/null
-	cat "$frag.new" >>"$O/.config"
-	"${MAKE[@]}" -s olddefconfig 2>&1 | { grep -v "override: reassigning" || true; }
-	mv "$frag.new" "$frag"
-	# Every fragment line must have survived olddefconfig.
-	bad=0
-	while read -r line; do
-		case $line in
-		'# CONFIG_'*' is not set')
-			sym=${line#\# }
-			sym=${sym%% *}
-			if grep -Eq "^$sym=[ym]" "$O/.config"; then
-				say "config: wanted '$line' but got '$(grep "^$sym=" "$O/.config")'"
-				bad=1
-			fi
-			;;
-		CONFIG_*)
-			if ! grep -qxF "$line" "$O/.config"; then
-				sym=${line%%=*}
-				got=$(grep -E "^(# )?$sym[= ]" "$O/.config" || echo "absent")
-				say "config: wanted '$line' but got '$got'"
-				bad=1
-			fi
-			;;
-		esac
-	done <"$frag"
-	if [ $bad = 1 ]; then
-		rm -f "$O/.luo-config-key"
-		die "kernel config is missing fragment options (see above; CONFIG_RUST dropped = toolchain not detected, CONFIG_LIVEUPDATE_RUST missing = kernel-patch not applied)"
-	fi
-	echo "$cfgkey" >"$O/.luo-config-key"
-	say "config OK: all fragment options present"
-else
-	rm -f "$frag.new"
-	say "config of $O is up to date"
-fi
+kernel_configure "$O" "$key" "$repo/kconfig/base.config" "$repo/kconfig/$core.config"
 
 # ---------------------------------------------------------------------- build
 if [ $fresh_rust = 1 ] && [ -d "$O/kernel/liveupdate/rust" ]; then

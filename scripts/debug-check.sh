@@ -57,46 +57,19 @@ done
 [ ${#tests[@]} -gt 0 ] || tests=(luo_stress_threads luo_failslab)
 
 # ------------------------------------------------------------- debug kernel
-# The same source tree key and Rust-core sync as scripts/build-kernel.sh.
-src_key() {
-	local pkgver p
-	pkgver=$(dpkg-query -W -f='${Version}' linux-source-7.3 2>/dev/null || echo unknown)
-	{
-		echo "linux-source-7.3 $pkgver"
-		for p in "$repo"/kernel-patch/*.patch; do
-			[ -f "$p" ] || continue
-			echo "== $(basename "$p")"
-			cat "$p"
-		done
-	} | sha256sum | cut -c1-16
-}
-
-sync_rust_core() { # SRC
-	local dst=$1/kernel/liveupdate/rust f n=0
-	mkdir -p "$dst"
-	for f in Kbuild $(cd "$repo" && ls *.rs abi/*.rs 2>/dev/null); do
-		if ! cmp -s "$repo/$f" "$dst/$f"; then
-			mkdir -p "$(dirname "$dst/$f")"
-			cp "$repo/$f" "$dst/$f"
-			n=$((n + 1))
-		fi
-	done
-	(cd "$dst" && find . -type f \( -name '*.rs' -o -name Kbuild \) | sed 's|^\./||') |
-		while read -r f; do
-			[ -e "$repo/$f" ] || rm -f "$dst/$f"
-		done
-	say "synced the Rust core into $dst ($n file(s) changed)"
-}
+# The same source tree, key and Rust-core sync as scripts/build-kernel.sh.
+# shellcheck source=lib-kernel.sh
+. "$repo/scripts/lib-kernel.sh"
 
 build_kernel() {
-	local key SRC frag cfgkey bad line sym start end log
+	local key SRC start end log
 	export PATH="$HOME/.cargo/bin:$PATH"
 	local rustc_ver
 	rustc_ver=$(rustc --version | awk '{print $2}')
 	export RUST_LIB_SRC=${RUST_LIB_SRC:-/usr/src/rustc-${rustc_ver}/library}
 	export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
 
-	key=$(src_key)
+	key=$(kernel_src_key "$repo")
 	SRC=$CACHE/src-$key
 	if [ ! -f "$SRC/.luo-ready" ]; then
 		say "no source tree $SRC yet: letting scripts/build-kernel.sh rust unpack it"
@@ -110,51 +83,12 @@ build_kernel() {
 		flock 9
 	fi
 	[ -f "$SRC/.luo-ready" ] || die "source tree $SRC vanished"
-	sync_rust_core "$SRC"
+	kernel_sync_rust_core "$repo" "$SRC"
 
 	mkdir -p "$O"
 	MAKE=(make -C "$SRC" O="$O" LLVM=-19 -j"$jobs")
-	frag=$O/luo-fragment.config
-	cat "$repo/kconfig/base.config" "$repo/kconfig/rust.config" \
-		"$repo/kconfig/debug.config" >"$frag.new"
-	cfgkey=$( (cat "$frag.new"; echo "$key") | sha256sum | cut -c1-16)
-	if [ ! -f "$O/.config" ] || [ "$(cat "$O/.luo-config-key" 2>/dev/null)" != "$cfgkey" ]; then
-		say "configuring $O (tinyconfig + base + rust + debug)"
-		"${MAKE[@]}" -s rustavailable >&2 || die "Rust toolchain not usable by the kernel"
-		"${MAKE[@]}" -s tinyconfig >/dev/null
-		cat "$frag.new" >>"$O/.config"
-		"${MAKE[@]}" -s olddefconfig 2>&1 | { grep -v "override: reassigning" || true; } >&2
-		mv "$frag.new" "$frag"
-		bad=0
-		while read -r line; do
-			case $line in
-			'# CONFIG_'*' is not set')
-				sym=${line#\# }
-				sym=${sym%% *}
-				if grep -Eq "^$sym=[ym]" "$O/.config"; then
-					say "config: wanted '$line' but got '$(grep "^$sym=" "$O/.config")'"
-					bad=1
-				fi
-				;;
-			CONFIG_*)
-				if ! grep -qxF "$line" "$O/.config"; then
-					sym=${line%%=*}
-					say "config: wanted '$line' but got '$(grep -E "^(# )?$sym[= ]" "$O/.config" || echo absent)'"
-					bad=1
-				fi
-				;;
-			esac
-		done <"$frag"
-		if [ $bad = 1 ]; then
-			rm -f "$O/.luo-config-key"
-			die "debug kernel config is missing fragment options (see above)"
-		fi
-		echo "$cfgkey" >"$O/.luo-config-key"
-		say "config OK: all fragment options present"
-	else
-		rm -f "$frag.new"
-		say "config of $O is up to date"
-	fi
+	kernel_configure "$O" "$key" "$repo/kconfig/base.config" "$repo/kconfig/rust.config" \
+		"$repo/kconfig/debug.config"
 
 	log=$CACHE/logs/build-rust-debug.log
 	say "building the debug kernel (-j$jobs) -> log $log"
