@@ -44,23 +44,20 @@ const KINDS: &[&[u8]] = &[
 /// Index into [`KINDS`] chosen on the command line.
 static KIND: Atomic<u32> = Atomic::new(0);
 
-/// Files frozen so far, for `freeze-fail`.
-static FROZEN: Atomic<u32> = Atomic::new(0);
+/// Whether `freeze-fail` has failed a freeze already.
+static FREEZE_FAILED: Atomic<bool> = Atomic::new(false);
 
-/// For `freeze-fail`: whether the file about to be frozen must fail, which happens once,
-/// to the second file of the first reboot attempt (so one frozen file must be thawed).
-pub(crate) fn fail_this_freeze() -> bool {
+/// For `freeze-fail`: which file of this reboot attempt, counting from 0 in the order
+/// they are frozen, must fail to freeze. That happens once, to the second file of the
+/// first attempt (so one frozen file must be thawed). Asked once per attempt, so that
+/// freezing a file costs no more than a comparison.
+pub(crate) fn freeze_to_fail() -> Option<usize> {
     let kind = KIND.load(Relaxed) as usize;
-    if KINDS.get(kind) != Some(&&b"freeze-fail"[..]) {
-        return false;
+    if KINDS.get(kind) != Some(&&b"freeze-fail"[..]) || FREEZE_FAILED.load(Relaxed) {
+        return None;
     }
-    let seen = FROZEN.load(Relaxed);
-    FROZEN.store(seen + 1, Relaxed);
-    if seen == 1 {
-        pr_warn!("TEST ONLY: failing the freeze of a file\n");
-        return true;
-    }
-    false
+    FREEZE_FAILED.store(true, Relaxed);
+    Some(1)
 }
 
 /// Parses `luo_corrupt=<kind>`; returns whether the kind is known.

@@ -2,19 +2,20 @@
 
 //! The sessions handed over by the previous kernel, from restore until they finish.
 //!
-//! Restore runs in early boot and may bring back hundreds of thousands of sessions, most
-//! of which stay untouched until userspace asks for them. Each is kept as a small record
+//! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root
+//! and the FLB page) and may bring back hundreds of thousands of sessions, most of
+//! which stay untouched until userspace asks for them. Each is kept as a small record
 //! (name and files) in arrays of 64 KiB, and becomes a full
 //! [`Session`](crate::luo_session::Session) with a lock and a reference count only while
-//! a session fd holds it. One allocation per restored session was
-//! the dominant cost of a large restore: right after a kexec with KHO, the page
-//! allocator hands out single unmovable pages slowly, one pageblock claim attempt per
-//! slab page, while requests of 64 KiB claim a whole pageblock at once.
+//! a session fd holds it. One allocation per restored session was the dominant cost of
+//! a large restore: after a kexec with KHO, the page allocator hands out single
+//! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
+//! 64 KiB claim a whole pageblock at once.
 
 use kernel::prelude::*;
 
 use crate::abi::format::{
-    c_str_bytes, FileEntry, FlbEntry, SessionEntry, SessionName, SESSION_NAME_LEN,
+    c_str_bytes, FileEntry, FlbEntry, HandlerCompat, SessionEntry, SessionName, SESSION_NAME_LEN,
 };
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::lean_vec::LeanVec;
@@ -212,24 +213,15 @@ impl IncomingSessions {
         self.live = 0;
         self.expected = 0;
     }
-
-    /// Calls `f` on every live session and its position, in no particular order.
-    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u32, &mut IncomingSlot)) {
-        let chunks = &mut self.chunks;
-        for &index in self.by_name.values() {
-            if let Some(record) = record_mut(chunks, index).filter(|r| !r.finished) {
-                f(index, record);
-            }
-        }
-    }
 }
 
-/// Builds the incoming sessions from what [`abi::restore::restore`] reads.
+/// Builds the incoming sessions from what [`abi::restore`] reads, matching every file
+/// with its registered handler on the way.
 ///
-/// [`abi::restore::restore`]: crate::abi::restore::restore
+/// [`abi::restore`]: crate::abi::restore
 pub(crate) struct IncomingBuilder<'a> {
     luo: &'a mut Luo,
-    current: Option<(SessionName, LeanVec<LuoFile>)>,
+    current: Option<CurrentSession>,
     /// Sessions restored so far.
     pub(crate) sessions: usize,
     /// Files restored so far.
@@ -238,6 +230,17 @@ pub(crate) struct IncomingBuilder<'a> {
     pub(crate) flbs: KVec<FlbEntry>,
     /// Whether the FLB page was refused.
     pub(crate) flb_page_rejected: bool,
+    /// The handler found last, and the file type it was found for.
+    last_handler: Option<(HandlerCompat, FileHandler)>,
+}
+
+/// The session being read.
+struct CurrentSession {
+    name: SessionName,
+    files: LeanVec<LuoFile>,
+    /// The type of a file that no registered handler takes, if any: the session is then
+    /// dropped at its end.
+    unclaimed: Option<HandlerCompat>,
 }
 
 impl<'a> IncomingBuilder<'a> {
@@ -250,6 +253,38 @@ impl<'a> IncomingBuilder<'a> {
             files: 0,
             flbs: KVec::new(),
             flb_page_rejected: false,
+            last_handler: None,
+        }
+    }
+
+    /// The registered handler of files of type `compatible`, with its module pinned.
+    fn handler_for(&mut self, compatible: &HandlerCompat) -> Option<FileHandler> {
+        // The files of a session are mostly of one type: the last match is tried first.
+        let handler = match self.last_handler {
+            Some((ref last, handler)) if last == compatible => Some(handler),
+            _ => {
+                let wanted = c_str_bytes(compatible);
+                let found = self
+                    .luo
+                    .handlers
+                    .iter()
+                    .find(|h| h.compatible() == wanted)
+                    .copied();
+                if let Some(handler) = found {
+                    self.last_handler = Some((*compatible, handler));
+                }
+                found
+            }
+        };
+        handler.filter(FileHandler::get_module)
+    }
+}
+
+/// Drops the module pins of `files`, which are going away unused.
+fn release_handlers(files: &mut LeanVec<LuoFile>) {
+    for file in files.iter_mut() {
+        if let Some(h) = file.handler.take() {
+            h.put_module();
         }
     }
 }
@@ -267,41 +302,76 @@ impl RestoreSink for IncomingBuilder<'_> {
         if self.luo.incoming.contains(entry.name.as_field()) {
             return Ok(false);
         }
-        self.current = Some((entry.name, LeanVec::new()));
+        self.current = Some(CurrentSession {
+            name: entry.name,
+            files: LeanVec::new(),
+            unclaimed: None,
+        });
         Ok(true)
     }
 
     fn files_expected(&mut self, count: u64) {
-        if let Some((_, files)) = self.current.as_mut() {
+        if let Some(current) = self.current.as_mut() {
             // A hint: without the memory, the array grows as files come.
-            let _ = files.reserve(usize::try_from(count).unwrap_or(usize::MAX), GFP_KERNEL);
+            let _ = current
+                .files
+                .reserve(usize::try_from(count).unwrap_or(usize::MAX), GFP_KERNEL);
         }
     }
 
     fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory> {
-        let (_, files) = self.current.as_mut().ok_or(OutOfMemory)?;
-        files
-            .push(
-                LuoFile::incoming(entry.compatible, entry.data, entry.token),
-                GFP_KERNEL,
-            )
-            .map_err(|_| OutOfMemory)
+        let unclaimed = self.current.as_ref().ok_or(OutOfMemory)?.unclaimed;
+        // Once a file is unclaimed the session is dropped: the rest need no handler.
+        let handler = match unclaimed {
+            None => self.handler_for(&entry.compatible),
+            Some(_) => None,
+        };
+        let current = self.current.as_mut().ok_or(OutOfMemory)?;
+        if handler.is_none() && current.unclaimed.is_none() {
+            current.unclaimed = Some(entry.compatible);
+        }
+        let mut file = LuoFile::incoming(entry.compatible, entry.data, entry.token);
+        file.handler = handler;
+        let pushed = match current.files.reserve(1, GFP_KERNEL) {
+            Ok(()) => current
+                .files
+                .push_within_capacity(file)
+                .map_err(|err| err.0),
+            Err(_) => Err(file),
+        };
+        pushed.map_err(|file| {
+            if let Some(h) = file.handler {
+                h.put_module();
+            }
+            OutOfMemory
+        })
     }
 
     fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
-        let Some((name, files)) = self.current.take() else {
+        let Some(mut current) = self.current.take() else {
             return Ok(());
         };
         if !valid {
+            release_handlers(&mut current.files);
             return Ok(());
         }
-        let nfiles = files.len();
-        // Nothing is bound to the files yet, so handing them back and dropping them
-        // loses only what the failed restore could not keep anyway.
+        if let Some(compatible) = current.unclaimed {
+            pr_err!(
+                "session {:?} from the previous kernel dropped: no handler for file type {:?}\n",
+                current.name,
+                kernel::str::BStr::from_bytes(c_str_bytes(&compatible))
+            );
+            release_handlers(&mut current.files);
+            return Ok(());
+        }
+        let nfiles = current.files.len();
         self.luo
             .incoming
-            .add(name, files)
-            .map_err(|_| OutOfMemory)?;
+            .add(current.name, current.files)
+            .map_err(|mut files| {
+                release_handlers(&mut files);
+                OutOfMemory
+            })?;
         self.sessions += 1;
         self.files += nfiles;
         Ok(())
@@ -312,77 +382,67 @@ impl RestoreSink for IncomingBuilder<'_> {
     }
 
     fn rejected(&mut self, what: Rejection) {
-        match what {
-            Rejection::FileChain { name, error } => pr_err!(
-                "session {:?} from the previous kernel dropped: bad file chain: {:?}\n",
-                name,
-                error
-            ),
-            Rejection::DuplicateSession(name) => pr_err!(
-                "session {:?} from the previous kernel dropped: its name repeats\n",
-                name
-            ),
-            Rejection::SessionEntry { index, error } => pr_err!(
-                "session #{} from the previous kernel dropped: bad entry: {:?}\n",
-                index,
-                error
-            ),
-            Rejection::FlbPage(pa) => {
-                self.flb_page_rejected = true;
-                pr_err!(
-                    "FLB page at {:#x} from the previous kernel ignored: malformed\n",
-                    pa
-                )
-            }
-            other => pr_err!(
-                "state from the previous kernel rejected, no session restored: {:?}\n",
-                other
-            ),
+        if let Rejection::FlbPage(_) = what {
+            self.flb_page_rejected = true;
         }
+        log_rejection(what);
     }
 }
 
-/// Looks up the handler of every incoming file, pinning its module.
-///
-/// Runs on the first open of `/dev/liveupdate`, once every built-in handler has
-/// registered. A session with a file that no handler claims is dropped.
-pub(crate) fn bind_incoming_handlers(luo: &mut Luo) {
-    let Luo {
-        handlers, incoming, ..
-    } = luo;
-    let mut unbound: KVec<u32> = KVec::new();
-    incoming.for_each_mut(|index, record| {
-        let mut missing = None;
-        for file in record.files.iter_mut() {
-            let handler: Option<FileHandler> = handlers
-                .iter()
-                .find(|h| h.compatible() == c_str_bytes(&file.compatible))
-                .copied();
-            match handler {
-                Some(h) if h.get_module() => file.handler = Some(h),
-                _ => {
-                    missing = Some(file.compatible);
-                    break;
-                }
-            }
-        }
-        if let Some(compatible) = missing {
-            pr_err!(
-                "session {:?} dropped: no handler for file type {:?}\n",
-                record.name,
-                kernel::str::BStr::from_bytes(c_str_bytes(&compatible))
-            );
-            for file in record.files.iter_mut() {
-                if let Some(h) = file.handler.take() {
-                    h.put_module();
-                }
-            }
-            // Without memory to drop it the session stays, with no way to retrieve
-            // its unbound files: they answer ENOENT.
-            let _ = unbound.push(index, GFP_KERNEL);
-        }
-    });
-    for &index in unbound.iter() {
-        incoming.remove(index);
+/// Logs what restore refused.
+pub(crate) fn log_rejection(what: Rejection) {
+    match what {
+        Rejection::FileChain { name, error } => pr_err!(
+            "session {:?} from the previous kernel dropped: bad file chain: {:?}\n",
+            name,
+            error
+        ),
+        Rejection::DuplicateSession(name) => pr_err!(
+            "session {:?} from the previous kernel dropped: its name repeats\n",
+            name
+        ),
+        Rejection::SessionEntry { index, error } => pr_err!(
+            "session #{} from the previous kernel dropped: bad entry: {:?}\n",
+            index,
+            error
+        ),
+        Rejection::FlbPage(pa) => pr_err!(
+            "FLB page at {:#x} from the previous kernel ignored: malformed\n",
+            pa
+        ),
+        other => pr_err!(
+            "state from the previous kernel rejected, no session restored: {:?}\n",
+            other
+        ),
+    }
+}
+
+/// Reads the previous kernel's session chain without keeping any session: with live
+/// update off nobody can retrieve them, but their blocks are freed all the same.
+pub(crate) struct Discard {
+    /// Sessions read.
+    pub(crate) sessions: usize,
+}
+
+impl RestoreSink for Discard {
+    fn begin_session(&mut self, _entry: &SessionEntry) -> Result<bool, OutOfMemory> {
+        Ok(true)
+    }
+
+    fn file(&mut self, _entry: &FileEntry) -> Result<(), OutOfMemory> {
+        Ok(())
+    }
+
+    fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
+        self.sessions += usize::from(valid);
+        Ok(())
+    }
+
+    fn flb(&mut self, _entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        Ok(())
+    }
+
+    fn rejected(&mut self, what: Rejection) {
+        log_rejection(what);
     }
 }

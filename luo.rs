@@ -121,6 +121,8 @@ pub(crate) struct Luo {
     liveupdate_num: u64,
     /// The outgoing root and FLB page, published in the KHO tree.
     out_root: Option<OutgoingRoot>,
+    /// The previous kernel's sessions, until the first open reads them.
+    pending: Option<PendingSessions>,
 }
 
 /// The pages that the next kernel finds first.
@@ -140,6 +142,7 @@ impl Luo {
             preserved: Tree::new(),
             liveupdate_num: 0,
             out_root: None,
+            pending: None,
         }
     }
 
@@ -179,18 +182,26 @@ kernel::sync::global_lock! {
     unsafe(uninit) static LUO: Mutex<Luo> = Luo::new();
 }
 
-/// Early boot: reads back what the previous kernel handed over.
+/// Early boot: reads the root and the FLB page that the previous kernel handed over.
 ///
-/// Runs whether or not live update is on, so the previous kernel's blocks are always
-/// claimed and freed. Anything malformed is logged and dropped; the core keeps working
-/// with whatever was valid.
+/// The sessions wait for the first open of `/dev/liveupdate` ([`read_incoming_sessions`]),
+/// when every built-in file handler has registered and the page allocator is past early
+/// boot; KHO keeps their blocks reserved until then. With live update off nobody can
+/// open the device, so the session chain is read and freed here. Anything malformed is
+/// logged and dropped; the core keeps working with whatever was valid.
 fn early_init() {
     // SAFETY: Called once, from the early initcall, before any other use of the locks.
     unsafe {
         LUO.init();
         luo_flb::init();
     }
+    read_handover();
+    if LUO.lock().pending.is_none() {
+        INCOMING_READ.store(true, Relaxed);
+    }
+}
 
+fn read_handover() {
     if !kho::kho_enabled() {
         if enabled() {
             pr_warn!("live update disabled because KHO is disabled\n");
@@ -209,34 +220,76 @@ fn early_init() {
     let mut luo = LUO.lock();
     let mut blocks = RestoredBlocks::new();
     let mut builder = IncomingBuilder::new(&mut luo);
-    let result = abi::restore::restore(&mut blocks, phys, size, &mut builder);
-    let (sessions, files) = (builder.sessions, builder.files);
+    let result = abi::restore::restore_root(&mut blocks, phys, size, &mut builder);
     let flbs = core::mem::take(&mut builder.flbs);
     let flb_page_valid = !builder.flb_page_rejected;
     match result {
         Ok(found) => {
             luo.liveupdate_num = found.root.liveupdate_num;
             luo_flb::set_incoming(flbs, found.root.flbs_pa != 0 && flb_page_valid);
-            pr_info!(
-                "Rust LUO core: live update #{}: restored {} of {} sessions, {} files, from {} pages\n",
-                found.root.liveupdate_num,
-                sessions,
-                found.sessions_seen,
-                files,
-                blocks.len()
-            );
+            if enabled() {
+                luo.pending = Some(PendingSessions {
+                    head: found.root.sessions_pa,
+                    pages: blocks.len(),
+                });
+            } else {
+                let mut discard = incoming::Discard { sessions: 0 };
+                let _ = abi::restore::restore_sessions(
+                    &mut blocks,
+                    found.root.sessions_pa,
+                    &mut discard,
+                );
+                pr_info!(
+                    "Rust LUO core: live update is off: {} sessions of live update #{} dropped\n",
+                    discard.sessions,
+                    found.root.liveupdate_num
+                );
+            }
         }
         Err(RestoreError::OutOfMemory) => {
-            // What was restored stays usable, FLB entries read so far included.
             luo_flb::set_incoming(flbs, flb_page_valid);
-            pr_err!(
-                "out of memory while restoring the previous kernel's state; kept {} sessions\n",
-                sessions
-            )
+            pr_err!("out of memory while reading the previous kernel's FLB page; no session kept\n")
         }
-        // Already logged by the builder. Only a refused root or session chain ends
-        // here, before any session was built; dropping them all keeps the policy even
-        // if that changes.
+        // Already logged by the builder.
+        Err(RestoreError::Rejected) => {}
+    }
+    // `blocks` goes out of scope here: the root and the FLB page are freed.
+}
+
+/// The previous kernel's session chain, left by early boot for the first open.
+struct PendingSessions {
+    /// Address of the chain's first block (0: no session).
+    head: u64,
+    /// Pages that early boot claimed (root and FLB page), for the log.
+    pages: usize,
+}
+
+/// Reads the sessions that early boot left, once, binding every file to its handler.
+fn read_incoming_sessions(luo: &mut Luo) {
+    let Some(pending) = luo.pending.take() else {
+        return;
+    };
+    let num = luo.liveupdate_num;
+    let mut blocks = RestoredBlocks::new();
+    let mut builder = IncomingBuilder::new(luo);
+    let (seen, result) = abi::restore::restore_sessions(&mut blocks, pending.head, &mut builder);
+    let (sessions, files) = (builder.sessions, builder.files);
+    match result {
+        Ok(()) => pr_info!(
+            "Rust LUO core: live update #{}: restored {} of {} sessions, {} files, from {} pages\n",
+            num,
+            sessions,
+            seen,
+            files,
+            pending.pages + blocks.len()
+        ),
+        // What was restored stays usable.
+        Err(RestoreError::OutOfMemory) => pr_err!(
+            "out of memory while restoring the previous kernel's sessions; kept {} of them\n",
+            sessions
+        ),
+        // Already logged by the builder; only a refused chain ends here, before any
+        // session was built.
         Err(RestoreError::Rejected) => luo.incoming.clear(),
     }
     // `blocks` goes out of scope here: every page claimed while reading is freed.
@@ -359,8 +412,9 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
 /// Only one process may hold `/dev/liveupdate` open.
 static DEVICE_IN_USE: Atomic<bool> = Atomic::new(false);
 
-/// Whether incoming files have been matched with their handlers (at the first open).
-static HANDLERS_BOUND: Atomic<bool> = Atomic::new(false);
+/// Whether the previous kernel's sessions have been read (at the first open), or there
+/// are none to read.
+static INCOMING_READ: Atomic<bool> = Atomic::new(false);
 
 const CMD_CREATE_SESSION: u32 = 0x00;
 const CMD_RETRIEVE_SESSION: u32 = 0x01;
@@ -379,13 +433,10 @@ impl MiscDevice for LuoDevice {
         {
             return Err(EBUSY);
         }
-        if !HANDLERS_BOUND.load(kernel::sync::atomic::Acquire) {
-            let mut luo = LUO.lock();
-            // Checked again under the lock: only the first open binds.
-            if !HANDLERS_BOUND.load(Relaxed) {
-                incoming::bind_incoming_handlers(&mut luo);
-                HANDLERS_BOUND.store(true, kernel::sync::atomic::Release);
-            }
+        if !INCOMING_READ.load(kernel::sync::atomic::Acquire) {
+            // Only the first open finds sessions pending under the lock.
+            read_incoming_sessions(&mut LUO.lock());
+            INCOMING_READ.store(true, kernel::sync::atomic::Release);
         }
         Ok(())
     }
@@ -410,8 +461,7 @@ impl MiscDevice for LuoDevice {
         )?;
         let reservation =
             kernel::fs::file::FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
-        let mut name = [0u8; SESSION_NAME_LEN];
-        name.copy_from_slice(&ucmd.buf[8..8 + SESSION_NAME_LEN]);
+        let name: [u8; SESSION_NAME_LEN] = abi::format::get_bytes(&ucmd.buf, 8);
         ucmd.set_i32(4, reservation.reserved_fd() as i32);
         if nr == CMD_CREATE_SESSION {
             let file = luo_session::create_session(&name)?;

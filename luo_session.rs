@@ -25,7 +25,7 @@ use kernel::{
 };
 
 use crate::abi::format::{
-    c_str_len, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
+    c_str_len, get_bytes, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
 use crate::lean_vec::LeanVec;
@@ -149,8 +149,10 @@ fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
 
 /// The name in a userspace structure, when it is a valid new session name.
 fn new_session_name(field: &[u8]) -> Result<SessionName> {
-    let mut raw = [0u8; SESSION_NAME_LEN];
-    raw.copy_from_slice(field.get(..SESSION_NAME_LEN).ok_or(EINVAL)?);
+    let raw: [u8; SESSION_NAME_LEN] = field
+        .get(..SESSION_NAME_LEN)
+        .and_then(|f| f.try_into().ok())
+        .ok_or(EINVAL)?;
     SessionName::from_field(&raw).map_err(|_| EINVAL)
 }
 
@@ -186,8 +188,8 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
 pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     // Names are compared over at most 64 bytes; one without a NUL matches nothing.
     let len = c_str_len(field).ok_or(ENOENT)?;
-    let mut key = [0u8; SESSION_NAME_LEN];
-    key[..len].copy_from_slice(&field[..len]);
+    let mut key: [u8; SESSION_NAME_LEN] = get_bytes(field, 0);
+    key[len..].fill(0);
 
     let mut luo = LUO.lock();
     let (index, record) = luo.incoming.get_mut(&key).ok_or(ENOENT)?;
@@ -495,6 +497,11 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
         session_blocks,
         ..
     } = luo;
+    // Counts down the files to freeze before the one the corruption test fails.
+    #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
+    let mut fail_in = crate::corrupt::freeze_to_fail();
+    #[cfg(not(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST))]
+    let mut fail_in = None;
     let mut slots = session_blocks.slots_mut();
     for (i, session) in outgoing.values().enumerate() {
         let mut state = session.state.lock();
@@ -502,7 +509,7 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
         let frozen = if state.files.is_empty() {
             Ok(())
         } else {
-            freeze_files(state)
+            freeze_files(state, &mut fail_in)
         };
         if let Err(e) = frozen {
             pr_err!(
@@ -535,12 +542,19 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
 }
 
 /// Freezes the files of one session in order and writes their entries.
-fn freeze_files(state: &mut SessionState) -> Result {
+///
+/// `fail_in`: the number of files to freeze before one fails with `EIO`, for the
+/// corruption test; counted down across sessions.
+fn freeze_files(state: &mut SessionState, fail_in: &mut Option<usize>) -> Result {
     for i in 0..state.files.len() {
+        let fail = *fail_in == Some(0);
+        *fail_in = fail_in.and_then(|n| n.checked_sub(1));
+        if fail {
+            pr_warn!("TEST ONLY: failing the freeze of a file\n");
+        }
         let file = &mut state.files[i];
         let frozen = match (file.handler, file.file.as_ref()) {
-            #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
-            _ if crate::corrupt::fail_this_freeze() => Err(EIO),
+            _ if fail => Err(EIO),
             (Some(handler), Some(f)) => handler.freeze(f, &mut file.state),
             _ => Err(EINVAL),
         };

@@ -13,6 +13,8 @@ use kernel::{
     uaccess::{UserPtr, UserSlice},
 };
 
+use crate::abi::format::{get_bytes, put_bytes};
+
 /// The ioctl type of every LUO command.
 const LIVEUPDATE_IOCTL_TYPE: u32 = 0xBA;
 
@@ -98,21 +100,17 @@ impl<const K: usize> UserCommand<K> {
 
     /// Reads a native-endian `u32` field.
     pub(crate) fn u32_at(&self, offset: usize) -> u32 {
-        let mut word = [0u8; 4];
-        word.copy_from_slice(&self.buf[offset..offset + 4]);
-        u32::from_ne_bytes(word)
+        u32::from_ne_bytes(get_bytes(&self.buf, offset))
     }
 
     /// Reads a native-endian `u64` field.
     pub(crate) fn u64_at(&self, offset: usize) -> u64 {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&self.buf[offset..offset + 8]);
-        u64::from_ne_bytes(word)
+        u64::from_ne_bytes(get_bytes(&self.buf, offset))
     }
 
     /// Writes a native-endian `i32` field of the reply.
     pub(crate) fn set_i32(&mut self, offset: usize, value: i32) {
-        self.buf[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
+        put_bytes(&mut self.buf, offset, &value.to_ne_bytes());
     }
 
     /// Copies the reply back, no more than userspace's size.

@@ -199,6 +199,7 @@ pub fn read_chain_exact<S: BlockSource, const N: usize>(
     Ok(())
 }
 
+#[inline]
 fn header_of(block: &[u8]) -> Option<BlockHeader> {
     let bytes = block.get(..BLOCK_HEADER_SIZE)?;
     Some(BlockHeader::decode(
@@ -209,6 +210,7 @@ fn header_of(block: &[u8]) -> Option<BlockHeader> {
 /// Writes a block's header.
 ///
 /// `block` is a whole block of the writer's own; shorter slices are left alone.
+#[inline]
 pub fn write_header(block: &mut [u8], header: BlockHeader) {
     if let Some(bytes) = block
         .get_mut(..BLOCK_HEADER_SIZE)
@@ -219,11 +221,13 @@ pub fn write_header(block: &mut [u8], header: BlockHeader) {
 }
 
 /// Reads back the header of a block of the writer's own.
+#[inline]
 pub fn read_header(block: &[u8]) -> BlockHeader {
     header_of(block).unwrap_or_default()
 }
 
 /// The `index`-th entry slot of `N` bytes in a block, if the block holds that many.
+#[inline]
 pub fn entry_slot<const N: usize>(block: &mut [u8], index: usize) -> Option<&mut [u8; N]> {
     if index >= entries_per_block(block.len(), N) {
         return None;

@@ -61,14 +61,41 @@ pub enum FormatError {
     BadFlbHeader,
 }
 
-fn get_u64(bytes: &[u8], offset: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[offset..offset + 8]);
-    u64::from_ne_bytes(word)
+/// The `M` bytes at `offset`, zeros if `bytes` is too short.
+///
+/// Fixed-size copies go through arrays: an array copy stays inline, where
+/// `copy_from_slice()` calls out of line (a length check, then `memcpy()`) in the
+/// kernel's build of `core`, which cost more than the copy itself on the serialize,
+/// restore and ioctl paths.
+#[inline]
+pub fn get_bytes<const M: usize>(bytes: &[u8], offset: usize) -> [u8; M] {
+    offset
+        .checked_add(M)
+        .and_then(|end| bytes.get(offset..end))
+        .and_then(|field| <[u8; M]>::try_from(field).ok())
+        .unwrap_or([0; M])
 }
 
+/// Writes `src` at `offset`; nothing if `bytes` is too short.
+#[inline]
+pub fn put_bytes<const M: usize>(bytes: &mut [u8], offset: usize, src: &[u8; M]) {
+    if let Some(field) = offset
+        .checked_add(M)
+        .and_then(|end| bytes.get_mut(offset..end))
+        .and_then(|field| <&mut [u8; M]>::try_from(field).ok())
+    {
+        *field = *src;
+    }
+}
+
+#[inline]
+fn get_u64(bytes: &[u8], offset: usize) -> u64 {
+    u64::from_ne_bytes(get_bytes(bytes, offset))
+}
+
+#[inline]
 fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
-    bytes[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
+    put_bytes(bytes, offset, &value.to_ne_bytes());
 }
 
 /// Length of the C string in `bytes`, or `None` when no NUL terminates it.
@@ -150,12 +177,14 @@ impl BlockHeader {
     pub const COUNT_OFFSET: usize = 8;
 
     /// Writes the header.
+    #[inline]
     pub fn encode(&self, out: &mut [u8; BLOCK_HEADER_SIZE]) {
         put_u64(out, Self::NEXT_OFFSET, self.next);
         put_u64(out, Self::COUNT_OFFSET, self.count);
     }
 
     /// Reads a header; the caller checks `count` against the block's capacity.
+    #[inline]
     pub fn decode(bytes: &[u8; BLOCK_HEADER_SIZE]) -> Self {
         Self {
             next: get_u64(bytes, Self::NEXT_OFFSET),
@@ -179,8 +208,8 @@ impl SessionName {
         if len == 0 {
             return Err(FormatError::EmptyName);
         }
-        let mut bytes = [0u8; SESSION_NAME_LEN];
-        bytes[..len].copy_from_slice(&raw[..len]);
+        let mut bytes = *raw;
+        bytes[len..].fill(0);
         Ok(Self {
             bytes,
             // A NUL was found within 64 bytes, so `len` is at most 63.
@@ -238,6 +267,7 @@ impl SessionEntry {
 
     /// Writes an entry from its fields: the NUL-padded name of a valid
     /// [`SessionName`], the head of the file chain and its number of files.
+    #[inline]
     pub fn encode_fields(
         out: &mut [u8; SESSION_ENTRY_SIZE],
         name: &[u8; SESSION_NAME_LEN],
@@ -245,16 +275,15 @@ impl SessionEntry {
         files_count: u64,
     ) {
         let at = Self::NAME_OFFSET;
-        out[at..at + SESSION_NAME_LEN].copy_from_slice(name);
+        put_bytes(out, at, name);
         put_u64(out, Self::FILES_PA_OFFSET, files_pa);
         put_u64(out, Self::FILES_COUNT_OFFSET, files_count);
     }
 
     /// Reads the entry, validating the name.
+    #[inline]
     pub fn decode(bytes: &[u8; SESSION_ENTRY_SIZE]) -> Result<Self, FormatError> {
-        let mut raw = [0u8; SESSION_NAME_LEN];
-        let name = Self::NAME_OFFSET;
-        raw.copy_from_slice(&bytes[name..name + SESSION_NAME_LEN]);
+        let raw: [u8; SESSION_NAME_LEN] = get_bytes(bytes, Self::NAME_OFFSET);
         Ok(Self {
             name: SessionName::from_field(&raw)?,
             files_pa: get_u64(bytes, Self::FILES_PA_OFFSET),
@@ -286,23 +315,24 @@ impl FileEntry {
     pub const TOKEN_OFFSET: usize = 56;
 
     /// Writes the entry.
+    #[inline]
     pub fn encode(&self, out: &mut [u8; FILE_ENTRY_SIZE]) {
         let compat = Self::COMPATIBLE_OFFSET;
-        out[compat..compat + HANDLER_COMPAT_LEN].copy_from_slice(&self.compatible);
+        put_bytes(out, compat, &self.compatible);
         put_u64(out, Self::DATA_OFFSET, self.data);
         put_u64(out, Self::TOKEN_OFFSET, self.token);
     }
 
     /// Reads the entry; the compatible string must be NUL-terminated and non-empty.
+    #[inline]
     pub fn decode(bytes: &[u8; FILE_ENTRY_SIZE]) -> Result<Self, FormatError> {
-        let mut compatible = [0u8; HANDLER_COMPAT_LEN];
-        let field = &bytes[Self::COMPATIBLE_OFFSET..Self::COMPATIBLE_OFFSET + HANDLER_COMPAT_LEN];
-        match c_str_len(field) {
+        let mut compatible: HandlerCompat = get_bytes(bytes, Self::COMPATIBLE_OFFSET);
+        match c_str_len(&compatible) {
             None => return Err(FormatError::Unterminated),
             Some(0) => return Err(FormatError::EmptyName),
             // Only the string is kept: stale bytes after the NUL must not take part in
             // handler lookup.
-            Some(len) => compatible[..len].copy_from_slice(&field[..len]),
+            Some(len) => compatible[len..].fill(0),
         }
         Ok(Self {
             compatible,
@@ -380,7 +410,7 @@ impl FlbEntry {
     /// Writes the entry.
     pub fn encode(&self, out: &mut [u8; FLB_ENTRY_SIZE]) {
         let name = Self::NAME_OFFSET;
-        out[name..name + FLB_COMPAT_LEN].copy_from_slice(&self.name);
+        put_bytes(out, name, &self.name);
         put_u64(out, Self::DATA_OFFSET, self.data);
         put_u64(out, Self::COUNT_OFFSET, self.count);
     }

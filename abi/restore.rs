@@ -5,7 +5,9 @@
 //!
 //! [`restore`] reads the root, the FLB header, the session chain and every session's
 //! file chain from a [`BlockSource`], and reports what it found to a [`RestoreSink`].
-//! Nothing is allocated here; the sink builds whatever it keeps.
+//! Nothing is allocated here; the sink builds whatever it keeps. The kernel reads the
+//! root and the FLB page early in boot ([`restore_root`]) and the sessions later
+//! ([`restore_sessions`]), at the first open of `/dev/liveupdate`.
 //!
 //! Policy:
 //! - a bad root (too small, not preserved, wrong compatible string) or a bad session
@@ -99,8 +101,23 @@ pub struct Restored {
     pub sessions_seen: u64,
 }
 
-/// Reads the state whose root is the `root_size`-byte blob at `root_pa`.
+/// Reads the state whose root is the `root_size`-byte blob at `root_pa`: the root, the
+/// FLB page and every session ([`restore_root`], then [`restore_sessions`]).
 pub fn restore<S: BlockSource, K: RestoreSink>(
+    source: &mut S,
+    root_pa: u64,
+    root_size: usize,
+    sink: &mut K,
+) -> Result<Restored, RestoreError> {
+    let mut restored = restore_root(source, root_pa, root_size, sink)?;
+    let (seen, result) = restore_sessions(source, restored.root.sessions_pa, sink);
+    restored.sessions_seen = seen;
+    result.map(|()| restored)
+}
+
+/// Reads the root and the FLB page, leaving the session chain at `root.sessions_pa`
+/// unread, for [`restore_sessions`].
+pub fn restore_root<S: BlockSource, K: RestoreSink>(
     source: &mut S,
     root_pa: u64,
     root_size: usize,
@@ -121,14 +138,24 @@ pub fn restore<S: BlockSource, K: RestoreSink>(
             Err(OutOfMemory) => return Err(RestoreError::OutOfMemory),
         }
     }
+    Ok(restored)
+}
 
+/// Reads the session chain at `sessions_pa` and every session's file chain.
+///
+/// Returns the number of session entries seen, valid or not, with the outcome.
+pub fn restore_sessions<S: BlockSource, K: RestoreSink>(
+    source: &mut S,
+    sessions_pa: u64,
+    sink: &mut K,
+) -> (u64, Result<(), RestoreError>) {
     let mut out_of_memory = false;
     let mut index = 0u64;
     // Handed to the sink with the first entry: both closures cannot hold the sink.
     let expected = core::cell::Cell::new(None);
     let read = read_chain_counted::<_, SESSION_ENTRY_SIZE>(
         source,
-        root.sessions_pa,
+        sessions_pa,
         |_, count| expected.set(Some(count)),
         |source, bytes| {
             if let Some(count) = expected.take() {
@@ -146,15 +173,14 @@ pub fn restore<S: BlockSource, K: RestoreSink>(
             }
         },
     );
-    restored.sessions_seen = index;
     if out_of_memory {
-        return Err(RestoreError::OutOfMemory);
+        return (index, Err(RestoreError::OutOfMemory));
     }
     if let Err(error) = read {
         sink.rejected(Rejection::SessionChain(error));
-        return Err(RestoreError::Rejected);
+        return (index, Err(RestoreError::Rejected));
     }
-    Ok(restored)
+    (index, Ok(()))
 }
 
 fn read_root<S: BlockSource>(source: &mut S, pa: u64, size: usize) -> Result<Root, Rejection> {

@@ -362,6 +362,39 @@ fn restore_reads_sessions_and_files() {
 }
 
 #[test]
+fn restore_in_two_steps_leaves_the_sessions_for_the_second() {
+    let mut mem = FakeMemory::default();
+    let files: Vec<_> = (0..3).map(file_entry).collect();
+    mem.write_chain(&[0x10000], &files);
+    mem.write_chain(&[0x20000], &[session_entry(b"a", 0x10000, 3)]);
+    let mut flb = [0u8; FLB_HEADER_SIZE];
+    FlbHeader { pgcnt: 1, count: 0 }.encode(&mut flb);
+    mem.page(0x30000)[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    write_root(&mut mem, 0x1000, 0x20000, 0x30000);
+
+    let mut sink = Collect::default();
+    let found = restore_root(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(found.root.sessions_pa, 0x20000);
+    assert_eq!(found.sessions_seen, 0);
+    assert_eq!(mem.claimed, [0x1000, 0x30000]);
+    assert!(sink.sessions.is_empty());
+
+    let (seen, result) = restore_sessions(&mut mem, found.root.sessions_pa, &mut sink);
+    assert_eq!((seen, result), (1, Ok(())));
+    assert_eq!(
+        sink.sessions,
+        [(b"a".to_vec(), (0..3).collect::<Vec<u64>>())]
+    );
+    assert_eq!(mem.claimed, [0x1000, 0x30000, 0x20000, 0x10000]);
+
+    // A second read of the same chain finds its blocks taken: rejected as a whole.
+    let mut again = Collect::default();
+    let (_, result) = restore_sessions(&mut mem, 0x20000, &mut again);
+    assert_eq!(result, Err(RestoreError::Rejected));
+    assert!(again.sessions.is_empty());
+}
+
+#[test]
 fn sessions_expected_counts_every_entry_of_a_multi_block_chain() {
     let mut mem = FakeMemory::default();
     let names: Vec<Vec<u8>> = (0..120).map(|i| format!("s{i}").into_bytes()).collect();

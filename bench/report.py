@@ -16,8 +16,7 @@ from collections import defaultdict
 # Ops in table order, with what they are.
 OPS = {
     "sessions": [
-        ("first_open", "stage 1: first open of /dev/liveupdate (one-off: cold code, "
-         "which TCG translates on first run)"),
+        ("first_open", "stage 1: first open of /dev/liveupdate (one-off)"),
         ("open", "stage 1: open of /dev/liveupdate, warm (20 reopens)"),
         ("create", "create session (N kept)"),
         ("create_cycle", "create session on top of the N (closed again)"),
@@ -26,7 +25,8 @@ OPS = {
          "device 'shutdown' line (after liveupdate_reboot()), per session"),
         ("serialize_net", "serialize_window minus that of the smallest size, per added session"),
         ("restore_initcall", "early initcall (initcall_debug), per session"),
-        ("open_incoming", "stage 2: first open of /dev/liveupdate (C core deserializes here)"),
+        ("open_incoming", "stage 2: first open of /dev/liveupdate (both cores read the "
+         "session entries here)"),
         ("restore_total", "restore_initcall + open_incoming, per session"),
         ("restore_net", "restore_total minus that of the smallest size, per added session "
          "(the marginal cost, without the fixed first-run cost)"),
@@ -35,7 +35,7 @@ OPS = {
         ("close_incoming", "close finished session"),
     ],
     "files": [
-        ("first_open", "stage 1: first open of /dev/liveupdate (one-off, cold)"),
+        ("first_open", "stage 1: first open of /dev/liveupdate (one-off)"),
         ("open", "stage 1: open of /dev/liveupdate, warm (20 reopens)"),
         ("create", "create the session"),
         ("preserve", "preserve memfd (64 B), kept"),
@@ -79,7 +79,7 @@ def load(path):
     # Derived per run: X_net = X minus the median X of the smallest size of
     # that core and mode, per added item. For the reboot path that removes
     # its constant part (init's console line, sync, device shutdown); for
-    # restore, the fixed first-run cost (TCG translating the code once).
+    # restore, the fixed cost (under plain TCG mostly the translation of the code).
     for whole, net_op in (("serialize_window", "serialize_net"), ("restore_total", "restore_net")):
         win = defaultdict(list)
         for r in rows:
@@ -126,6 +126,7 @@ def main():
     ap.add_argument("--duration", type=int, default=0)
     ap.add_argument("--kernels", default="")
     ap.add_argument("--cmdline", default="")
+    ap.add_argument("--clock", default="")
     a = ap.parse_args()
 
     rows = load(a.csv)
@@ -141,17 +142,21 @@ def main():
         w(f"Kernels (build time): {a.kernels}.  ")
     w("QEMU TCG, 2 vCPUs, 2 GiB (scripts/lib-vm.sh), same for both cores; extra kernel "
       f"command line `{a.cmdline}`.  ")
+    if a.clock:
+        w(f"Time: {a.clock}.  ")
     w("Raw data: `results.csv` (one row per run and op); plot: `plot.png` "
       "(`bench/plot.py results.csv plot.png`).\n")
     w("Values are medians over runs of the cost per operation (loop total / count, "
       "`clock_gettime(CLOCK_MONOTONIC)` around the ioctl/close loop in the guest; "
       "serialize and restore from kernel timestamps). Ratio = Rust / C "
       "(< 1: Rust faster). Session sizes have no files; file sizes are one "
-      "session with N 64-byte memfds. TCG makes every number several times "
-      "slower than hardware; only the ratios and the trends carry over. "
-      "Some runs of either core are several times slower in stage 2 than others "
-      "(bimodal, seen with both cores and the same binaries), so the fastest run "
-      "of each side is shown too: `min ratio` compares those.\n")
+      "session with N 64-byte memfds. Under `-icount` a nanosecond is one guest "
+      "instruction: the numbers count the work done (not cache misses or stalls), "
+      "and repeated runs agree to a few percent. Under plain TCG (`-W`) every number "
+      "is several times slower than hardware, code that runs for the first time "
+      "costs QEMU's translation of it, and some runs of either core are several times "
+      "slower in stage 2 than others; the fastest run of each side is shown too: "
+      "`min ratio` compares those.\n")
 
     for mode in ("sessions", "files"):
         sizes = sorted({r["size"] for r in rows if r["mode"] == mode})

@@ -87,6 +87,11 @@ if [ "$(cat "$L/.git/luo-base-key" 2>/dev/null)" != "$basekey" ] ||
 	(
 		cd "$L.tmp"
 		git init -q -b luo-base-branch
+		# Before the first commit: that commit leaves ~90 000 loose objects,
+		# and the detached auto-gc it would start holds HEAD.lock while the
+		# series is built.
+		git config gc.auto 0
+		git config maintenance.auto false
 		# -f: Debian's top-level .gitignore ignores everything ("/*").
 		git add -A -f
 		G commit -q --no-verify \
@@ -99,9 +104,19 @@ if [ "$(cat "$L/.git/luo-base-key" 2>/dev/null)" != "$basekey" ] ||
 else
 	say "base tree $L is up to date ($pkgver)"
 fi
+# An auto-gc started by an older version of this script may still run on the
+# tree, or may have been killed and left its locks: wait for it, then clear
+# what it left (nothing else uses this tree).
+gcpid=$(awk '{print $1; exit}' "$L/.git/gc.pid" 2>/dev/null || true)
+for _ in $(seq 300); do
+	[ -n "$gcpid" ] && kill -0 "$gcpid" 2>/dev/null || break
+	sleep 1
+done
+rm -f "$L/.git/gc.pid" "$L/.git/HEAD.lock" "$L/.git/index.lock" "$L/.git/packed-refs.lock"
 # No background auto-gc: it would repack the whole tree while others build
-# (and inherit the lock).
+# (and inherit the lock). Set again for a tree unpacked by an older script.
 git -C "$L" config gc.auto 0
+git -C "$L" config maintenance.auto false
 base=$(git -C "$L" rev-parse luo-base)
 
 # ------------------------------------------------------ source of repo files
