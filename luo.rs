@@ -197,7 +197,7 @@ fn early_init() {
     }
     read_handover();
     if LUO.lock().pending.is_none() {
-        INCOMING_READ.store(true, Relaxed);
+        DEVICE_STATE.store(INCOMING_READ, Relaxed);
     }
 }
 
@@ -409,12 +409,16 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
     0
 }
 
-/// Only one process may hold `/dev/liveupdate` open.
-static DEVICE_IN_USE: Atomic<bool> = Atomic::new(false);
+/// `/dev/liveupdate`: [`DEVICE_OPEN`] and [`INCOMING_READ`], in one word so that an open
+/// is one atomic operation.
+static DEVICE_STATE: Atomic<u32> = Atomic::new(0);
 
-/// Whether the previous kernel's sessions have been read (at the first open), or there
-/// are none to read.
-static INCOMING_READ: Atomic<bool> = Atomic::new(false);
+/// Set while a process holds `/dev/liveupdate` open: only one may.
+const DEVICE_OPEN: u32 = 1;
+
+/// Set once the previous kernel's sessions have been read (at the first open), or when
+/// there are none to read.
+const INCOMING_READ: u32 = 2;
 
 const CMD_CREATE_SESSION: u32 = 0x00;
 const CMD_RETRIEVE_SESSION: u32 = 0x01;
@@ -427,22 +431,25 @@ impl MiscDevice for LuoDevice {
     type Ptr = ();
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        if DEVICE_IN_USE
-            .cmpxchg(false, true, kernel::sync::atomic::Full)
-            .is_err()
+        use kernel::sync::atomic::{Full, Release};
+        if DEVICE_STATE
+            .cmpxchg(INCOMING_READ, INCOMING_READ | DEVICE_OPEN, Full)
+            .is_ok()
         {
+            return Ok(());
+        }
+        // The first open, or the device is busy.
+        if DEVICE_STATE.cmpxchg(0, DEVICE_OPEN, Full).is_err() {
             return Err(EBUSY);
         }
-        if !INCOMING_READ.load(kernel::sync::atomic::Acquire) {
-            // Only the first open finds sessions pending under the lock.
-            read_incoming_sessions(&mut LUO.lock());
-            INCOMING_READ.store(true, kernel::sync::atomic::Release);
-        }
+        read_incoming_sessions(&mut LUO.lock());
+        DEVICE_STATE.store(INCOMING_READ | DEVICE_OPEN, Release);
         Ok(())
     }
 
     fn release(_device: (), _file: &File) {
-        DEVICE_IN_USE.store(false, kernel::sync::atomic::Release);
+        // Only the holder changes the state while the device is open.
+        DEVICE_STATE.store(INCOMING_READ, kernel::sync::atomic::Release);
     }
 
     fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -450,14 +457,10 @@ impl MiscDevice for LuoDevice {
         if nr > CMD_RETRIEVE_SESSION {
             return Err(EINVAL);
         }
-        let size = uapi::user_size(arg)?;
-        if cmd != uapi::ioctl_cmd(nr) {
-            return Err(ENOTTY);
-        }
-        let mut ucmd = uapi::UserCommand::<{ uapi::SESSION_ARG_SIZE }>::fetch(
+        let mut ucmd = uapi::UserCommand::<{ uapi::SESSION_ARG_SIZE }>::read(
             arg,
-            size,
-            uapi::SESSION_ARG_SIZE,
+            cmd == uapi::ioctl_cmd(nr),
+            true,
         )?;
         let reservation =
             kernel::fs::file::FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;

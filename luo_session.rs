@@ -32,7 +32,7 @@ use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::tree::Tree;
 use crate::uapi::{
-    ioctl_cmd, ioctl_nr, user_size, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
+    ioctl_cmd, ioctl_nr, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
 };
 use crate::{luo_flb, Luo, LUO};
 
@@ -419,21 +419,15 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
     if !(CMD_PRESERVE_FD..=CMD_GET_NAME).contains(&nr) {
         return Err(EINVAL);
     }
-    let size = user_size(arg)?;
-    if cmd != ioctl_cmd(nr) {
-        return Err(ENOTTY);
-    }
+    let cmd_matches = cmd == ioctl_cmd(nr);
     let wrong_side = match nr {
         CMD_PRESERVE_FD => session.is_incoming(),
         CMD_RETRIEVE_FD | CMD_FINISH => !session.is_incoming(),
         _ => false,
     };
-    if wrong_side {
-        return Err(EINVAL);
-    }
     match nr {
         CMD_PRESERVE_FD => {
-            let ucmd = UserCommand::<FD_ARG_SIZE>::fetch(arg, size, FD_ARG_SIZE)?;
+            let ucmd = UserCommand::<FD_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             let (fd, token) = (ucmd.u32_at(4) as i32, ucmd.u64_at(8));
             let mut luo = LUO.lock();
             preserve_fd(&mut luo, &mut session.state.lock(), token, fd)?;
@@ -446,7 +440,7 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             Ok(())
         }
         CMD_RETRIEVE_FD => {
-            let mut ucmd = UserCommand::<FD_ARG_SIZE>::fetch(arg, size, FD_ARG_SIZE)?;
+            let mut ucmd = UserCommand::<FD_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             let reservation = FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
             let file = {
                 let mut luo = LUO.lock();
@@ -458,7 +452,7 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             Ok(())
         }
         CMD_FINISH => {
-            let ucmd = UserCommand::<FINISH_ARG_SIZE>::fetch(arg, size, FINISH_ARG_SIZE)?;
+            let ucmd = UserCommand::<FINISH_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             if ucmd.u32_at(4) != 0 {
                 return Err(EINVAL);
             }
@@ -466,7 +460,7 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             ucmd.respond()
         }
         _ => {
-            let mut ucmd = UserCommand::<GET_NAME_ARG_SIZE>::fetch(arg, size, GET_NAME_ARG_SIZE)?;
+            let mut ucmd = UserCommand::<GET_NAME_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             if ucmd.u32_at(4) != 0 {
                 return Err(EINVAL);
             }

@@ -68,6 +68,42 @@ pub(crate) fn user_size(arg: usize) -> Result<u32> {
 }
 
 impl<const K: usize> UserCommand<K> {
+    /// Copies in the argument of a command whose number is valid; `cmd_matches` tells
+    /// whether the whole command is the one that number stands for (`ENOTTY` if not),
+    /// `allowed` whether the command applies to its target (`EINVAL` if not).
+    ///
+    /// The structure is `K` bytes in every known version. When userspace says so, one
+    /// copy of `K` bytes reads the size and the fields together; every other case
+    /// (another size, a fault) is read again field by field, with the checks in the
+    /// same order: size readable (`EFAULT`), command, target, size, extra bytes.
+    pub(crate) fn read(arg: usize, cmd_matches: bool, allowed: bool) -> Result<Self> {
+        let mut buf = [0u8; K];
+        let whole = UserSlice::new(UserPtr::from_addr(arg), K)
+            .reader()
+            .read_slice(&mut buf);
+        if whole.is_ok() && u32::from_ne_bytes(get_bytes(&buf, 0)) as usize == K {
+            if !cmd_matches {
+                return Err(ENOTTY);
+            }
+            if !allowed {
+                return Err(EINVAL);
+            }
+            return Ok(Self {
+                arg,
+                user_size: K,
+                buf,
+            });
+        }
+        let size = user_size(arg)?;
+        if !cmd_matches {
+            return Err(ENOTTY);
+        }
+        if !allowed {
+            return Err(EINVAL);
+        }
+        Self::fetch(arg, size, K)
+    }
+
     /// Copies in the structure after its size field was read and checked against the
     /// command; fails with `EINVAL` below `min_size` and `E2BIG` for non-zero extra bytes.
     pub(crate) fn fetch(arg: usize, user_size: u32, min_size: usize) -> Result<Self> {
