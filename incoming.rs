@@ -330,8 +330,7 @@ impl RestoreSink for IncomingBuilder<'_> {
         if handler.is_none() && current.unclaimed.is_none() {
             current.unclaimed = Some(entry.compatible);
         }
-        let mut file = LuoFile::incoming(entry.compatible, entry.data, entry.token);
-        file.handler = handler;
+        let file = LuoFile::incoming(handler, entry.data, entry.token);
         let pushed = match current.files.reserve(1, GFP_KERNEL) {
             Ok(()) => current
                 .files

@@ -6,7 +6,7 @@
 //! next kernel ([`PreservedPage`]), blocks claimed from the previous one
 //! ([`RestoredBlocks`]), and the `LUO` entry of the KHO tree.
 
-use core::ptr::NonNull;
+use core::{cell::Cell, ptr::NonNull};
 
 use kernel::{
     bindings,
@@ -119,9 +119,10 @@ pub(crate) fn find_luo_subtree() -> Result<Option<(u64, usize)>> {
 /// # Invariants
 ///
 /// `folio` was returned by `kho_restore_folio()`, is an order-0 folio owned by this value,
-/// and its reference is dropped only in [`Drop`].
+/// and its reference is dropped only in [`Drop`]. `addr` is its direct-map address.
 struct RestoredPage {
     folio: NonNull<bindings::folio>,
+    addr: NonNull<u8>,
 }
 
 impl RestoredPage {
@@ -132,8 +133,16 @@ impl RestoredPage {
         // SAFETY: `kho_restore_folio()` accepts any address: it checks that the page is
         // online and carries KHO's preservation magic before touching it.
         let folio = NonNull::new(unsafe { bindings::kho_restore_folio(phys) })?;
+        // SAFETY: `folio` is a live folio we own; it is in the direct map, as all memory
+        // that KHO preserves.
+        let addr = unsafe { bindings::folio_address(folio.as_ptr()) };
+        let Some(addr) = NonNull::new(addr.cast::<u8>()) else {
+            // SAFETY: The reference from `kho_restore_folio()` is ours to drop.
+            unsafe { bindings::folio_put(folio.as_ptr()) };
+            return None;
+        };
         // INVARIANT: The folio is ours now; checked for order 0 below.
-        let page = Self { folio };
+        let page = Self { folio, addr };
         // SAFETY: `folio` is a live folio we own.
         if unsafe { bindings::folio_order(page.folio.as_ptr()) } != 0 {
             return None;
@@ -144,10 +153,7 @@ impl RestoredPage {
     fn bytes(&self) -> &[u8] {
         // SAFETY: The folio is an order-0 folio we own, so its direct-map address spans
         // `PAGE_SIZE` bytes that nobody else writes while we hold it.
-        unsafe {
-            let addr = bindings::folio_address(self.folio.as_ptr());
-            core::slice::from_raw_parts(addr.cast::<u8>(), PAGE_SIZE)
-        }
+        unsafe { core::slice::from_raw_parts(self.addr.as_ptr(), PAGE_SIZE) }
     }
 }
 
@@ -167,6 +173,9 @@ impl Drop for RestoredPage {
 pub(crate) struct RestoredBlocks {
     pages: RBTree<u64, RestoredPage>,
     count: usize,
+    /// The block looked up last, and where its bytes are: readers take a block's
+    /// entries one after the other, so most lookups are of the same block again.
+    last: Cell<Option<(u64, NonNull<u8>)>>,
 }
 
 impl RestoredBlocks {
@@ -175,6 +184,7 @@ impl RestoredBlocks {
         Self {
             pages: RBTree::new(),
             count: 0,
+            last: Cell::new(None),
         }
     }
 
@@ -207,6 +217,16 @@ impl BlockSource for RestoredBlocks {
     }
 
     fn claimed(&self, pa: u64) -> Option<&[u8]> {
-        self.pages.get(&pa).map(RestoredPage::bytes)
+        if let Some((last_pa, addr)) = self.last.get() {
+            if last_pa == pa {
+                // SAFETY: `addr` is the address of a page in `self.pages`, which holds it
+                // until `self` is dropped, and the page spans `PAGE_SIZE` bytes that
+                // nobody else writes (see `RestoredPage::bytes`).
+                return Some(unsafe { core::slice::from_raw_parts(addr.as_ptr(), PAGE_SIZE) });
+            }
+        }
+        let page = self.pages.get(&pa)?;
+        self.last.set(Some((pa, page.addr)));
+        Some(page.bytes())
     }
 }

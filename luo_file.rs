@@ -12,7 +12,7 @@ use core::{ffi::c_void, ptr::NonNull};
 
 use kernel::{bindings, error::to_result, fs::File, prelude::*, sync::aref::ARef};
 
-use crate::abi::format::{c_str_len, handler_compat, HandlerCompat, HANDLER_COMPAT_LEN};
+use crate::abi::format::{c_str_len, HANDLER_COMPAT_LEN};
 use crate::{enabled, LUO};
 
 /// A registered file handler.
@@ -60,23 +60,23 @@ impl FileHandler {
         unsafe { &*self.raw().ops }
     }
 
-    /// The handler's compatible string, without its NUL.
-    pub(crate) fn compatible(&self) -> &[u8] {
+    /// The handler's `compatible` array as it is: the string, its NUL, and whatever
+    /// the handler's definition has after it (zeros for a static one).
+    pub(crate) fn compatible_raw(&self) -> &[u8; HANDLER_COMPAT_LEN] {
         // SAFETY: `c_char` and `u8` have the same layout.
-        let raw: &[u8; HANDLER_COMPAT_LEN] = unsafe {
+        unsafe {
             &*self
                 .raw()
                 .compatible
                 .as_ptr()
                 .cast::<[u8; HANDLER_COMPAT_LEN]>()
-        };
-        &raw[..c_str_len(raw).unwrap_or(0)]
+        }
     }
 
-    /// The compatible string in its serialized, NUL-padded form.
-    pub(crate) fn compatible_field(&self) -> HandlerCompat {
-        // Registration checked that the string fits with its NUL.
-        handler_compat(self.compatible()).unwrap_or([0; HANDLER_COMPAT_LEN])
+    /// The handler's compatible string, without its NUL.
+    pub(crate) fn compatible(&self) -> &[u8] {
+        let raw = self.compatible_raw();
+        &raw[..c_str_len(raw).unwrap_or(0)]
     }
 
     fn args(&self, file: Option<&File>, state: HandlerState) -> bindings::liveupdate_file_op_args {
@@ -229,10 +229,10 @@ impl HandlerState {
 /// it holds the handle from the previous kernel and, once retrieved, the core's
 /// reference to the rebuilt file, kept until the session finishes.
 pub(crate) struct LuoFile {
-    /// The handler; for an incoming file, looked up by compatible on first open.
+    /// The handler; for an incoming file, found by the recorded compatible string when
+    /// the sessions are read (the session is dropped if there is none). The string is
+    /// the handler's: it is not kept here.
     pub(crate) handler: Option<FileHandler>,
-    /// The compatible string recorded for this file.
-    pub(crate) compatible: HandlerCompat,
     /// The token userspace chose.
     pub(crate) token: u64,
     /// The handler's handle and private state.
@@ -245,10 +245,9 @@ pub(crate) struct LuoFile {
 
 impl LuoFile {
     /// An incoming file as the previous kernel recorded it.
-    pub(crate) fn incoming(compatible: HandlerCompat, data: u64, token: u64) -> Self {
+    pub(crate) fn incoming(handler: Option<FileHandler>, data: u64, token: u64) -> Self {
         Self {
-            handler: None,
-            compatible,
+            handler,
             token,
             state: HandlerState {
                 data,
@@ -268,7 +267,6 @@ impl LuoFile {
     ) -> Self {
         Self {
             handler: Some(handler),
-            compatible: handler.compatible_field(),
             token,
             state,
             file: Some(file),

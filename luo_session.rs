@@ -549,19 +549,24 @@ fn freeze_files(state: &mut SessionState, fail_in: &mut Option<usize>) -> Result
         let file = &mut state.files[i];
         let frozen = match (file.handler, file.file.as_ref()) {
             _ if fail => Err(EIO),
-            (Some(handler), Some(f)) => handler.freeze(f, &mut file.state),
+            (Some(handler), Some(f)) => handler.freeze(f, &mut file.state).map(|()| handler),
             _ => Err(EINVAL),
         };
-        let entry = FileEntry {
-            compatible: file.compatible,
-            data: file.state.data,
-            token: file.token,
+        let handler = match frozen {
+            Ok(handler) => handler,
+            Err(e) => {
+                thaw_files(state, i);
+                return Err(e);
+            }
         };
-        if let Err(e) = frozen {
-            thaw_files(state, i);
-            return Err(e);
-        }
-        if let Err(e) = state.blocks.store(i, |slot| entry.encode(slot)) {
+        // The handler's compatible array is written as it is: one copy, where cutting
+        // it at its NUL first cost more than the rest of the entry (readers ignore what
+        // follows the NUL).
+        let (data, token) = (file.state.data, file.token);
+        let stored = state.blocks.store(i, |slot| {
+            FileEntry::encode_fields(slot, handler.compatible_raw(), data, token)
+        });
+        if let Err(e) = stored {
             thaw_files(state, i + 1);
             return Err(e);
         }

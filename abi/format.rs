@@ -98,6 +98,44 @@ fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
     put_bytes(bytes, offset, &value.to_ne_bytes());
 }
 
+/// Cuts the C string in `field` at its first NUL: zeroes every byte after it, and
+/// returns the string's length, or `None` when no NUL terminates it.
+///
+/// Eight bytes at a time (`M` is a multiple of 8): names are read for every restored
+/// session and file, and a byte loop plus a `memset()` call cost more than the rest of
+/// reading an entry.
+#[inline]
+pub fn cut_c_str<const M: usize>(field: &mut [u8; M]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while at + 8 <= M {
+        let word = u64::from_le_bytes(get_bytes(field, at));
+        // The lowest set bit marks the first zero byte (bits above it may be wrong).
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            let nul = (zeros.trailing_zeros() / 8) as usize;
+            let keep = u64::MAX.checked_shr(64 - 8 * nul as u32).unwrap_or(0);
+            put_bytes(field, at, &(word & keep).to_le_bytes());
+            // The rest is zero already but for stale bytes of another writer.
+            let mut rest = 0u64;
+            let mut next = at + 8;
+            while next + 8 <= M {
+                rest |= u64::from_ne_bytes(get_bytes(field, next));
+                next += 8;
+            }
+            if rest != 0 {
+                if let Some(tail) = field.get_mut(at + 8..) {
+                    tail.fill(0);
+                }
+            }
+            return Some(at + nul);
+        }
+        at += 8;
+    }
+    None
+}
+
 /// Length of the C string in `bytes`, or `None` when no NUL terminates it.
 pub fn c_str_len(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == 0)
@@ -204,12 +242,11 @@ impl SessionName {
     /// Accepts `raw` (a 64-byte name field) when it holds a non-empty NUL-terminated
     /// string; bytes after the NUL are ignored, as the writer may leave stale ones there.
     pub fn from_field(raw: &[u8; SESSION_NAME_LEN]) -> Result<Self, FormatError> {
-        let len = c_str_len(raw).ok_or(FormatError::Unterminated)?;
+        let mut bytes = *raw;
+        let len = cut_c_str(&mut bytes).ok_or(FormatError::Unterminated)?;
         if len == 0 {
             return Err(FormatError::EmptyName);
         }
-        let mut bytes = *raw;
-        bytes[len..].fill(0);
         Ok(Self {
             bytes,
             // A NUL was found within 64 bytes, so `len` is at most 63.
@@ -314,6 +351,20 @@ impl FileEntry {
     /// Offset of `token`.
     pub const TOKEN_OFFSET: usize = 56;
 
+    /// Writes an entry from its fields; `compatible` holds a NUL-terminated string
+    /// (what follows the NUL is written too, and ignored by readers).
+    #[inline]
+    pub fn encode_fields(
+        out: &mut [u8; FILE_ENTRY_SIZE],
+        compatible: &HandlerCompat,
+        data: u64,
+        token: u64,
+    ) {
+        put_bytes(out, Self::COMPATIBLE_OFFSET, compatible);
+        put_u64(out, Self::DATA_OFFSET, data);
+        put_u64(out, Self::TOKEN_OFFSET, token);
+    }
+
     /// Writes the entry.
     #[inline]
     pub fn encode(&self, out: &mut [u8; FILE_ENTRY_SIZE]) {
@@ -326,19 +377,29 @@ impl FileEntry {
     /// Reads the entry; the compatible string must be NUL-terminated and non-empty.
     #[inline]
     pub fn decode(bytes: &[u8; FILE_ENTRY_SIZE]) -> Result<Self, FormatError> {
-        let mut compatible: HandlerCompat = get_bytes(bytes, Self::COMPATIBLE_OFFSET);
-        match c_str_len(&compatible) {
-            None => return Err(FormatError::Unterminated),
-            Some(0) => return Err(FormatError::EmptyName),
-            // Only the string is kept: stale bytes after the NUL must not take part in
-            // handler lookup.
-            Some(len) => compatible[len..].fill(0),
+        let mut entry = Self {
+            compatible: [0; HANDLER_COMPAT_LEN],
+            data: 0,
+            token: 0,
+        };
+        entry.decode_from(bytes).map(|()| entry)
+    }
+
+    /// [`FileEntry::decode`] into `self`, for readers of many entries: moving an entry
+    /// is a call to `memcpy()` in a kernel built for size. On error `self` holds
+    /// garbage.
+    #[inline]
+    pub fn decode_from(&mut self, bytes: &[u8; FILE_ENTRY_SIZE]) -> Result<(), FormatError> {
+        self.compatible = get_bytes(bytes, Self::COMPATIBLE_OFFSET);
+        self.data = get_u64(bytes, Self::DATA_OFFSET);
+        self.token = get_u64(bytes, Self::TOKEN_OFFSET);
+        // Only the string is kept: stale bytes after the NUL must not take part in
+        // handler lookup.
+        match cut_c_str(&mut self.compatible) {
+            None => Err(FormatError::Unterminated),
+            Some(0) => Err(FormatError::EmptyName),
+            Some(_) => Ok(()),
         }
-        Ok(Self {
-            compatible,
-            data: get_u64(bytes, Self::DATA_OFFSET),
-            token: get_u64(bytes, Self::TOKEN_OFFSET),
-        })
     }
 
     /// The compatible string without its NUL.

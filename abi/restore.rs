@@ -22,7 +22,7 @@
 use super::chain::{read_chain_counted, read_chain_exact, BlockSource, ChainError};
 use super::format::{
     FileEntry, FlbEntry, FlbHeader, FormatError, Root, SessionEntry, SessionName, FILE_ENTRY_SIZE,
-    FLB_ENTRY_SIZE, FLB_HEADER_SIZE, ROOT_SIZE, SESSION_ENTRY_SIZE,
+    FLB_ENTRY_SIZE, FLB_HEADER_SIZE, HANDLER_COMPAT_LEN, ROOT_SIZE, SESSION_ENTRY_SIZE,
 };
 
 /// Something the reader refused.
@@ -264,6 +264,12 @@ fn read_session<S: BlockSource, K: RestoreSink>(
     }
     let mut out_of_memory = false;
     let expected = core::cell::Cell::new(None);
+    // One entry, decoded into again for every file.
+    let mut file = FileEntry {
+        compatible: [0; HANDLER_COMPAT_LEN],
+        data: 0,
+        token: 0,
+    };
     let files = read_chain_exact::<_, FILE_ENTRY_SIZE>(
         source,
         entry.files_pa,
@@ -273,7 +279,7 @@ fn read_session<S: BlockSource, K: RestoreSink>(
             if let Some(count) = expected.take() {
                 sink.files_expected(count);
             }
-            let file = FileEntry::decode(bytes)?;
+            file.decode_from(bytes)?;
             sink.file(&file).map_err(|OutOfMemory| {
                 out_of_memory = true;
                 ChainError::Consumer

@@ -826,3 +826,31 @@ fn more_files_than_recorded_drop_the_session() {
         }]
     ));
 }
+
+#[test]
+fn cut_c_str_matches_a_byte_by_byte_cut() {
+    // Every length, with stale non-zero bytes after the NUL, and no NUL at all.
+    for len in 0..=64usize {
+        let mut field = [0u8; 64];
+        for (i, b) in field.iter_mut().enumerate() {
+            *b = if i < len { 0x80 | (i as u8 + 1) } else { 0xa5 };
+        }
+        if len < 64 {
+            field[len] = 0;
+        }
+        let mut cut = field;
+        let found = cut_c_str(&mut cut);
+        if len == 64 {
+            assert_eq!(found, None);
+            continue;
+        }
+        assert_eq!(found, Some(len), "length {len}");
+        assert_eq!(&cut[..len], &field[..len]);
+        assert!(cut[len..].iter().all(|&b| b == 0), "tail of {len}");
+    }
+    // 0x01 bytes before the NUL must not be taken for it.
+    let mut field = [1u8; 48];
+    field[20] = 0;
+    assert_eq!(cut_c_str(&mut field), Some(20));
+    assert!(field[..20].iter().all(|&b| b == 1));
+}

@@ -32,6 +32,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define NEXT_KERNEL "/kernel"
@@ -59,6 +60,8 @@ static void __attribute__((noreturn)) finish(int stage, int ok, const char *why)
 	else
 		printf("LUO-RESULT: FAIL stage %d: %s\n", stage, why);
 	fflush(stdout);
+	/* The verdict must reach the serial line before the reboot cuts it. */
+	tcdrain(STDOUT_FILENO);
 	sync();
 	reboot(RB_AUTOBOOT);
 	/* Not reached; if it is, the host times out. */
@@ -79,6 +82,8 @@ static void __attribute__((noreturn)) kexec_next(int stage, const char *msg)
 	say("%s", msg);
 	sync();
 	fflush(stdout);
+	/* Drained before the mark: the console line stays whole, out of the timed path. */
+	tcdrain(STDOUT_FILENO);
 	fd = open("/dev/kmsg", O_WRONLY);
 	if (fd >= 0) {
 		if (write(fd, mark, sizeof(mark) - 1) < 0)
