@@ -129,6 +129,15 @@ impl<const N: usize> OutgoingChain<N> {
         })
     }
 
+    /// Zeroes every entry slot (the headers stay).
+    pub(crate) fn clear_entries(&mut self) {
+        for block in self.blocks.iter_mut() {
+            if let Some(entries) = block.bytes_mut().get_mut(BLOCK_HEADER_SIZE..) {
+                entries.fill(0);
+            }
+        }
+    }
+
     /// Records that the chain holds its first `count` entries: every block's count is
     /// set, 0 for blocks past them.
     pub(crate) fn set_count(&mut self, count: usize) {

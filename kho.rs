@@ -164,6 +164,9 @@ impl Drop for RestoredPage {
     }
 }
 
+/// Blocks kept without an allocation each, before [`RestoredBlocks`] uses its tree.
+const FIRST_BLOCKS: usize = 8;
+
 /// Every block claimed while restoring the previous kernel's state.
 ///
 /// Claiming goes through KHO, which only hands out pages that the previous kernel
@@ -171,6 +174,11 @@ impl Drop for RestoredPage {
 /// reported as a cycle instead of reaching KHO again. Dropping this value frees every
 /// claimed page.
 pub(crate) struct RestoredBlocks {
+    /// The first blocks claimed, with their addresses: early boot claims only the root
+    /// and the FLB page, and a small handover few more; a tree node each would cost an
+    /// allocation and a free per page.
+    first: [Option<(u64, RestoredPage)>; FIRST_BLOCKS],
+    /// The blocks claimed after those.
     pages: RBTree<u64, RestoredPage>,
     count: usize,
     /// The block looked up last, and where its bytes are: readers take a block's
@@ -182,6 +190,7 @@ impl RestoredBlocks {
     /// An empty set.
     pub(crate) fn new() -> Self {
         Self {
+            first: [const { None }; FIRST_BLOCKS],
             pages: RBTree::new(),
             count: 0,
             last: Cell::new(None),
@@ -192,6 +201,15 @@ impl RestoredBlocks {
     pub(crate) fn len(&self) -> usize {
         self.count
     }
+
+    fn find(&self, pa: u64) -> Option<&RestoredPage> {
+        self.first
+            .iter()
+            .take(self.count.min(FIRST_BLOCKS))
+            .find_map(|slot| slot.as_ref().filter(|(at, _)| *at == pa))
+            .map(|(_, page)| page)
+            .or_else(|| self.pages.get(&pa))
+    }
 }
 
 impl BlockSource for RestoredBlocks {
@@ -200,10 +218,17 @@ impl BlockSource for RestoredBlocks {
     }
 
     fn claim(&mut self, pa: u64) -> Result<&[u8], ClaimError> {
-        if self.pages.get(&pa).is_some() {
+        if self.find(pa).is_some() {
             return Err(ClaimError::AlreadyClaimed);
         }
         let page = RestoredPage::claim(pa).ok_or(ClaimError::NotPreserved)?;
+        if let Some(slot) = self.first.get_mut(self.count) {
+            let (_, page) = slot.insert((pa, page));
+            self.count += 1;
+            // SAFETY: As in `RestoredPage::bytes`; the page lives in `self.first` for
+            // as long as the borrow of `self`.
+            return Ok(unsafe { core::slice::from_raw_parts(page.addr.as_ptr(), PAGE_SIZE) });
+        }
         // Without memory for the index the block cannot be tracked; refusing it drops
         // the chain, and `page` goes back to the allocator.
         self.pages
@@ -219,13 +244,13 @@ impl BlockSource for RestoredBlocks {
     fn claimed(&self, pa: u64) -> Option<&[u8]> {
         if let Some((last_pa, addr)) = self.last.get() {
             if last_pa == pa {
-                // SAFETY: `addr` is the address of a page in `self.pages`, which holds it
-                // until `self` is dropped, and the page spans `PAGE_SIZE` bytes that
-                // nobody else writes (see `RestoredPage::bytes`).
+                // SAFETY: `addr` is the address of a page that `self` holds until it is
+                // dropped, and the page spans `PAGE_SIZE` bytes that nobody else writes
+                // (see `RestoredPage::bytes`).
                 return Some(unsafe { core::slice::from_raw_parts(addr.as_ptr(), PAGE_SIZE) });
             }
         }
-        let page = self.pages.get(&pa)?;
+        let page = self.find(pa)?;
         self.last.set(Some((pa, page.addr)));
         Some(page.bytes())
     }

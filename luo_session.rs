@@ -519,11 +519,15 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
                 state.blocks.set_count(0);
             }
             session_blocks.set_count(0);
+            // The next attempt writes names over zeros.
+            session_blocks.clear_entries();
             return Err(e);
         }
         // The chain has a slot for every session: it grows with each create.
         let slot = slots.next().ok_or(ENOSPC)?;
-        SessionEntry::encode_fields(
+        // Slots are zero: blocks are zeroed when allocated, and cleared when an attempt
+        // fails (below).
+        SessionEntry::encode_fields_over_zero(
             slot,
             session.name.as_field(),
             state.blocks.head(),
@@ -559,12 +563,11 @@ fn freeze_files(state: &mut SessionState, fail_in: &mut Option<usize>) -> Result
                 return Err(e);
             }
         };
-        // The handler's compatible array is written as it is: one copy, where cutting
-        // it at its NUL first cost more than the rest of the entry (readers ignore what
-        // follows the NUL).
+        // The handler's compatible string is written up to its NUL, over the zeros of a
+        // fresh or cleared slot.
         let (data, token) = (file.state.data, file.token);
         let stored = state.blocks.store(i, |slot| {
-            FileEntry::encode_fields(slot, handler.compatible_raw(), data, token)
+            FileEntry::encode_fields_over_zero(slot, handler.compatible_raw(), data, token)
         });
         if let Err(e) = stored {
             thaw_files(state, i + 1);
@@ -583,4 +586,6 @@ fn thaw_files(state: &mut SessionState, count: usize) {
         }
     }
     state.blocks.set_count(0);
+    // The next attempt writes compatible strings over zeros.
+    state.blocks.clear_entries();
 }

@@ -136,6 +136,25 @@ pub fn cut_c_str<const M: usize>(field: &mut [u8; M]) -> Option<usize> {
     None
 }
 
+/// Writes the C string in `field` at `offset` of `out`, eight bytes at a time up to
+/// the eight that hold its NUL (or all of `field` if it has none); the rest of the
+/// destination must be zero already, and stays so.
+#[inline]
+fn put_c_str_over_zero<const M: usize>(out: &mut [u8], offset: usize, field: &[u8; M]) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut at = 0;
+    while at + 8 <= M {
+        let word: [u8; 8] = get_bytes(field, at);
+        put_bytes(out, offset + at, &word);
+        let value = u64::from_ne_bytes(word);
+        if value.wrapping_sub(ONES) & !value & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+}
+
 /// Length of the C string in `bytes`, or `None` when no NUL terminates it.
 pub fn c_str_len(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == 0)
@@ -311,8 +330,25 @@ impl SessionEntry {
         files_pa: u64,
         files_count: u64,
     ) {
-        let at = Self::NAME_OFFSET;
-        put_bytes(out, at, name);
+        put_bytes(out, Self::NAME_OFFSET, name);
+        put_u64(out, Self::FILES_PA_OFFSET, files_pa);
+        put_u64(out, Self::FILES_COUNT_OFFSET, files_count);
+    }
+
+    /// [`SessionEntry::encode_fields`] into an entry whose name field is all zeros: the
+    /// name is written up to the eight bytes that hold its NUL, the rest stays zero.
+    ///
+    /// The reboot path writes every session this way, into blocks that are zeroed when
+    /// allocated and cleared again when a reboot attempt fails: a whole 64-byte copy is
+    /// a call to `memcpy()` in a kernel built for size, and most names are short.
+    #[inline]
+    pub fn encode_fields_over_zero(
+        out: &mut [u8; SESSION_ENTRY_SIZE],
+        name: &[u8; SESSION_NAME_LEN],
+        files_pa: u64,
+        files_count: u64,
+    ) {
+        put_c_str_over_zero(out, Self::NAME_OFFSET, name);
         put_u64(out, Self::FILES_PA_OFFSET, files_pa);
         put_u64(out, Self::FILES_COUNT_OFFSET, files_count);
     }
@@ -361,6 +397,21 @@ impl FileEntry {
         token: u64,
     ) {
         put_bytes(out, Self::COMPATIBLE_OFFSET, compatible);
+        put_u64(out, Self::DATA_OFFSET, data);
+        put_u64(out, Self::TOKEN_OFFSET, token);
+    }
+
+    /// [`FileEntry::encode_fields`] into an entry whose compatible field is all zeros:
+    /// the string is written up to the eight bytes that hold its NUL, the rest stays
+    /// zero (see [`SessionEntry::encode_fields_over_zero`]).
+    #[inline]
+    pub fn encode_fields_over_zero(
+        out: &mut [u8; FILE_ENTRY_SIZE],
+        compatible: &HandlerCompat,
+        data: u64,
+        token: u64,
+    ) {
+        put_c_str_over_zero(out, Self::COMPATIBLE_OFFSET, compatible);
         put_u64(out, Self::DATA_OFFSET, data);
         put_u64(out, Self::TOKEN_OFFSET, token);
     }

@@ -854,3 +854,34 @@ fn cut_c_str_matches_a_byte_by_byte_cut() {
     assert_eq!(cut_c_str(&mut field), Some(20));
     assert!(field[..20].iter().all(|&b| b == 1));
 }
+
+#[test]
+fn encode_over_zero_writes_what_a_whole_encode_writes() {
+    for len in 1..SESSION_NAME_LEN {
+        let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let name = SessionName::from_field(&{
+            let mut raw = [0u8; SESSION_NAME_LEN];
+            raw[..len].copy_from_slice(&text);
+            raw
+        })
+        .unwrap();
+        let mut whole = [0u8; SESSION_ENTRY_SIZE];
+        SessionEntry::encode_fields(&mut whole, name.as_field(), 0x5000, 7);
+        let mut over_zero = [0u8; SESSION_ENTRY_SIZE];
+        SessionEntry::encode_fields_over_zero(&mut over_zero, name.as_field(), 0x5000, 7);
+        assert_eq!(whole, over_zero, "name length {len}");
+    }
+}
+
+#[test]
+fn file_encode_over_zero_writes_what_a_whole_encode_writes() {
+    for len in 1..HANDLER_COMPAT_LEN {
+        let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let compatible = handler_compat(&text).unwrap();
+        let mut whole = [0u8; FILE_ENTRY_SIZE];
+        FileEntry::encode_fields(&mut whole, &compatible, 9, 10);
+        let mut over_zero = [0u8; FILE_ENTRY_SIZE];
+        FileEntry::encode_fields_over_zero(&mut over_zero, &compatible, 9, 10);
+        assert_eq!(whole, over_zero, "compatible length {len}");
+    }
+}
