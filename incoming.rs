@@ -12,7 +12,7 @@
 //! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
 //! 64 KiB claim a whole pageblock at once.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 use crate::abi::format::{
     c_str_bytes, FileEntry, FlbEntry, HandlerCompat, SessionEntry, SessionName, SESSION_NAME_LEN,
@@ -20,6 +20,7 @@ use crate::abi::format::{
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
+use crate::luo_session::Session;
 use crate::name_index::NameIndex;
 use crate::Luo;
 
@@ -27,8 +28,15 @@ use crate::Luo;
 pub(crate) struct IncomingSlot {
     /// The session's name.
     pub(crate) name: SessionName,
-    /// Its files, while no session fd holds them.
+    /// Its files, while no session fd holds them and `session` is not built.
     pub(crate) files: LeanVec<LuoFile>,
+    /// The session with its files, ready for a retrieve, while no session fd holds it.
+    ///
+    /// Built when the session is read if it has files: those already cost the session
+    /// an allocation there, so one more is in proportion, and a retrieve then
+    /// allocates nothing. A session without files becomes a [`Session`] only when it
+    /// is retrieved, so reading many of them allocates nothing per session.
+    pub(crate) session: Option<Arc<Session>>,
     /// Whether a session fd holds the session (and its files) now.
     pub(crate) retrieved: bool,
     /// Whether the session finished: it is gone, although the index still finds the
@@ -98,24 +106,32 @@ impl IncomingSessions {
         self.by_name.reserve(count)
     }
 
-    /// The position of the live session named `name`.
-    fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
-        let hash = self.by_name.hash(name);
+    /// The hash of `name`, once the index has its table (before, no name is indexed).
+    pub(crate) fn name_hash(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u64> {
+        self.by_name.has_table().then(|| self.by_name.hash(name))
+    }
+
+    /// The position of the live session named `name`, whose hash is `hash`.
+    pub(crate) fn find_hashed(&self, hash: u64, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
         let chunks = &self.chunks;
         let is =
             |&i: &u32| record(chunks, i).is_some_and(|r| !r.finished && r.name.as_field() == name);
         self.by_name.get(hash, is).copied()
     }
 
-    /// Whether a session is named `name`.
-    pub(crate) fn contains(&self, name: &[u8; SESSION_NAME_LEN]) -> bool {
-        self.find(name).is_some()
+    /// The position of the live session named `name`.
+    fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
+        self.find_hashed(self.name_hash(name)?, name)
     }
 
-    /// Adds a session, whose name must be absent; on failure the files are handed back.
+    /// Adds a session, whose name must be absent; `hash` is its [`name_hash`] if that
+    /// was taken. On failure the files are handed back.
+    ///
+    /// [`name_hash`]: IncomingSessions::name_hash
     pub(crate) fn add(
         &mut self,
         name: SessionName,
+        hash: Option<u64>,
         files: LeanVec<LuoFile>,
     ) -> core::result::Result<(), LeanVec<LuoFile>> {
         let Ok(index) = u32::try_from(self.records) else {
@@ -145,11 +161,12 @@ impl IncomingSessions {
         if chunk.reserve(1, GFP_KERNEL).is_err() {
             return Err(files);
         }
-        // Stable: the index has its table since `reserve()`.
-        let hash = self.by_name.hash(name.as_field());
+        // Stable: the index has its table since `reserve()`, if not before.
+        let hash = hash.unwrap_or_else(|| self.by_name.hash(name.as_field()));
         let record = IncomingSlot {
             name,
             files,
+            session: None,
             retrieved: false,
             finished: false,
         };
@@ -166,6 +183,12 @@ impl IncomingSessions {
             let record = self.chunks.last_mut().and_then(|chunk| chunk.pop());
             return Err(record.map_or_else(LeanVec::new, |record| record.files));
         }
+        if let Some(record) = record_mut(&mut self.chunks, index) {
+            if !record.files.is_empty() {
+                // Without the memory the files wait in the record for the retrieve.
+                record.session = Session::incoming_with(record.name, index, &mut record.files);
+            }
+        }
         Ok(())
     }
 
@@ -178,11 +201,11 @@ impl IncomingSessions {
         Some((index, record_mut(&mut self.chunks, index)?))
     }
 
-    /// Hands the files of the session at position `index` back to its record, when the
-    /// session fd that held them is gone without finishing them.
-    pub(crate) fn give_back(&mut self, index: u32, files: LeanVec<LuoFile>) {
+    /// Hands the session at position `index` back to its record, with its files, when
+    /// the session fd that held it is gone without finishing them.
+    pub(crate) fn give_back(&mut self, index: u32, session: Arc<Session>) {
         if let Some(record) = record_mut(&mut self.chunks, index) {
-            record.files = files;
+            record.session = Some(session);
             record.retrieved = false;
         }
     }
@@ -199,6 +222,7 @@ impl IncomingSessions {
         record.finished = true;
         record.retrieved = false;
         record.files = LeanVec::new();
+        record.session = None;
         self.live -= 1;
         if self.live == 0 {
             self.clear();
@@ -236,6 +260,8 @@ pub(crate) struct IncomingBuilder<'a> {
 
 /// The session being read.
 struct CurrentSession {
+    /// The hash of the name, if the index had its table when the session began.
+    hash: Option<u64>,
     name: SessionName,
     files: LeanVec<LuoFile>,
     /// The type of a file that no registered handler takes, if any: the session is then
@@ -299,10 +325,13 @@ impl RestoreSink for IncomingBuilder<'_> {
     }
 
     fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
-        if self.luo.incoming.contains(entry.name.as_field()) {
+        let incoming = &self.luo.incoming;
+        let hash = incoming.name_hash(entry.name.as_field());
+        if hash.is_some_and(|hash| incoming.find_hashed(hash, entry.name.as_field()).is_some()) {
             return Ok(false);
         }
         self.current = Some(CurrentSession {
+            hash,
             name: entry.name,
             files: LeanVec::new(),
             unclaimed: None,
@@ -366,7 +395,7 @@ impl RestoreSink for IncomingBuilder<'_> {
         let nfiles = current.files.len();
         self.luo
             .incoming
-            .add(current.name, current.files)
+            .add(current.name, current.hash, current.files)
             .map_err(|mut files| {
                 release_handlers(&mut files);
                 OutOfMemory

@@ -25,7 +25,7 @@ use kernel::{
 };
 
 use crate::abi::format::{
-    c_str_len, get_bytes, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
+    cut_c_str, get_bytes, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
 use crate::lean_vec::LeanVec;
@@ -83,6 +83,18 @@ impl Session {
             }),
             GFP_KERNEL,
         )
+    }
+
+    /// The session of the previous kernel's record at `record`, taking its `files`;
+    /// `None` (the files left in place) without memory.
+    pub(crate) fn incoming_with(
+        name: SessionName,
+        record: u32,
+        files: &mut LeanVec<LuoFile>,
+    ) -> Option<Arc<Self>> {
+        let session = Self::new(name, Indexed::Incoming(record)).ok()?;
+        session.state.lock().files = core::mem::take(files);
+        Some(session)
     }
 
     /// Whether the session came from the previous kernel.
@@ -187,20 +199,32 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
 /// `LIVEUPDATE_IOCTL_RETRIEVE_SESSION`: the incoming session named `field`, once.
 pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     // Names are compared over at most 64 bytes; one without a NUL matches nothing.
-    let len = c_str_len(field).ok_or(ENOENT)?;
     let mut key: [u8; SESSION_NAME_LEN] = get_bytes(field, 0);
-    key[len..].fill(0);
+    cut_c_str(&mut key).ok_or(ENOENT)?;
 
     let mut luo = LUO.lock();
     let (index, record) = luo.incoming.get_mut(&key).ok_or(ENOENT)?;
     if record.retrieved {
         return Err(EINVAL);
     }
-    // The files move into the session only once nothing else can fail, so that a
-    // failed retrieve leaves them where they were.
-    let session = Session::new(record.name, Indexed::Incoming(index))?;
-    let file = session_file(session.clone())?;
-    session.state.lock().files = core::mem::take(&mut record.files);
+    let (session, prepared) = match record.session.take() {
+        Some(session) => (session, true),
+        None => (Session::new(record.name, Indexed::Incoming(index))?, false),
+    };
+    let file = match session_file(session.clone()) {
+        Ok(file) => file,
+        Err(e) => {
+            // A failed retrieve leaves everything where it was.
+            if prepared {
+                record.session = Some(session);
+            }
+            return Err(e);
+        }
+    };
+    if !prepared {
+        // Files left in the record (no memory for their session when it was read).
+        session.state.lock().files = core::mem::take(&mut record.files);
+    }
     record.retrieved = true;
     Ok(file)
 }
@@ -366,15 +390,16 @@ fn session_closed(session: Arc<Session>) {
             luo.incoming.remove(record);
             return;
         }
-        // The files go back to the record, where a new retrieve finds them.
-        luo.incoming
-            .give_back(record, core::mem::take(&mut state.files));
+        drop(state);
         if crate::log_ratelimit() {
             pr_warn!(
                 "session {:?} closed before its files could finish; it can be retrieved again\n",
                 session.name
             );
         }
+        // The session goes back to its record, with its files, where a new retrieve
+        // finds it.
+        luo.incoming.give_back(record, session);
         return;
     }
     while let Some(file) = state.files.pop() {

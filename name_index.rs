@@ -7,9 +7,10 @@
 //! with 100 000 sessions as with ten. A table of slots probed linearly does that in
 //! O(1) expected time, with one allocation per resize instead of one per entry.
 //!
-//! Names are hashed with SipHash under a key drawn at random when the index first
-//! allocates: neither an agent choosing names nor a crafted handover from the previous
-//! kernel can aim many names at one slot without knowing the key. The key never changes
+//! Names are hashed with the kernel's hash-table variant of SipHash (`hsiphash`: fewer
+//! rounds, 32-bit result) under a key drawn at random when the index first allocates:
+//! neither an agent choosing names nor a crafted handover from the previous kernel can
+//! aim many names at one slot without knowing the key. The key never changes
 //! afterwards, so a value may keep its hash and be removed without hashing its name
 //! again.
 
@@ -44,7 +45,7 @@ fn fits(len: usize, slots: usize) -> bool {
 pub(crate) struct NameIndex<V> {
     slots: KVVec<Slot<V>>,
     len: usize,
-    key: bindings::siphash_key_t,
+    key: bindings::hsiphash_key_t,
 }
 
 impl<V: Clone> NameIndex<V> {
@@ -53,7 +54,7 @@ impl<V: Clone> NameIndex<V> {
         Self {
             slots: KVVec::new(),
             len: 0,
-            key: bindings::siphash_key_t { key: [0; 2] },
+            key: bindings::hsiphash_key_t { key: [0; 2] },
         }
     }
 
@@ -71,7 +72,12 @@ impl<V: Clone> NameIndex<V> {
             .position(|&b| b == 0)
             .unwrap_or(SESSION_NAME_LEN);
         // SAFETY: `name` is readable for `len` bytes and `key` is a valid key.
-        unsafe { bindings::__siphash_unaligned(name.as_ptr().cast(), len, &self.key) }
+        u64::from(unsafe { bindings::__hsiphash_unaligned(name.as_ptr().cast(), len, &self.key) })
+    }
+
+    /// Whether the index has a table, and so its final key: a hash taken now stays valid.
+    pub(crate) fn has_table(&self) -> bool {
+        !self.slots.is_empty()
     }
 
     fn home(&self, hash: u64) -> usize {
@@ -123,7 +129,7 @@ impl<V: Clone> NameIndex<V> {
             unsafe {
                 bindings::get_random_bytes(
                     (&raw mut self.key).cast(),
-                    core::mem::size_of::<bindings::siphash_key_t>(),
+                    core::mem::size_of::<bindings::hsiphash_key_t>(),
                 )
             };
         }
