@@ -3,8 +3,8 @@
 #
 #   scripts/bench.sh [options]
 #
-#   -r RUNS        runs per size and core (default 5)
-#   -R RUNS        runs for sizes of 100000 sessions or more (default 3)
+#   -r RUNS        runs per size and core (default 3)
+#   -R RUNS        runs for sizes of 100000 sessions or more (default 2)
 #   -s "SIZES"     session counts (default "100 1000 2000 10000 100000")
 #   -f "SIZES"     file counts, in one session (default "1 500 10000")
 #   -C MAX         largest session count run on the C core (default 10000:
@@ -37,7 +37,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cmd="scripts/bench.sh $*"
 
-runs=5 runs_big=3 sessions="100 1000 2000 10000 100000" files="1 500 10000"
+runs=3 runs_big=2 sessions="100 1000 2000 10000 100000" files="1 500 10000"
 c_max=10000 build=1 outdir=$repo/bench clock=icount
 while getopts 'r:R:s:f:C:Bo:Wh' o; do
 	case $o in

@@ -268,7 +268,8 @@ Add a Rust implementation of the Live Update Orchestrator core, a
 drop-in replacement for kernel/liveupdate/luo_{core,session,file,flb}.c:
 /dev/liveupdate, sessions, preserved files, file handlers, FLBs, and
 the serialization of all of it into KHO at reboot(LINUX_REBOOT_CMD_KEXEC)
-and back early in the next kernel's boot.
+and back in the next kernel (the root at early boot, the sessions at the
+first open of /dev/liveupdate, as the C core does).
 
 The core keeps the userspace API (ioctls, errno values, fd semantics),
 the in-kernel API used by file handlers and FLB owners, and the
@@ -458,7 +459,7 @@ the in-kernel API for file handlers and FLBs, and the serialization of
 everything into Kexec HandOver at a kexec reboot.
 
 Why: the restore path parses memory handed over by the previous kernel,
-which is untrusted input early in boot. In the Rust core that parser is
+which is untrusted input. In the Rust core that parser is
 kernel-independent no_std code that validates every count, address,
 chain, name and compatible string before use, so it can also be unit
 tested and fuzzed on the host, and a damaged handover is logged and
