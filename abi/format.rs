@@ -387,23 +387,9 @@ impl FileEntry {
     /// Offset of `token`.
     pub const TOKEN_OFFSET: usize = 56;
 
-    /// Writes an entry from its fields; `compatible` holds a NUL-terminated string
-    /// (what follows the NUL is written too, and ignored by readers).
-    #[inline]
-    pub fn encode_fields(
-        out: &mut [u8; FILE_ENTRY_SIZE],
-        compatible: &HandlerCompat,
-        data: u64,
-        token: u64,
-    ) {
-        put_bytes(out, Self::COMPATIBLE_OFFSET, compatible);
-        put_u64(out, Self::DATA_OFFSET, data);
-        put_u64(out, Self::TOKEN_OFFSET, token);
-    }
-
-    /// [`FileEntry::encode_fields`] into an entry whose compatible field is all zeros:
-    /// the string is written up to the eight bytes that hold its NUL, the rest stays
-    /// zero (see [`SessionEntry::encode_fields_over_zero`]).
+    /// Writes an entry from its fields into one whose compatible field is all zeros:
+    /// the string in `compatible` is written up to the eight bytes that hold its NUL,
+    /// the rest stays zero (see [`SessionEntry::encode_fields_over_zero`]).
     #[inline]
     pub fn encode_fields_over_zero(
         out: &mut [u8; FILE_ENTRY_SIZE],

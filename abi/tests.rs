@@ -335,6 +335,13 @@ fn write_root(mem: &mut FakeMemory, pa: u64, sessions_pa: u64, flbs_pa: u64) {
     mem.page(pa)[..ROOT_SIZE].copy_from_slice(&bytes);
 }
 
+/// An FLB page with no entry at `pa`.
+fn write_empty_flb_page(mem: &mut FakeMemory, pa: u64) {
+    let mut flb = [0u8; FLB_HEADER_SIZE];
+    FlbHeader { pgcnt: 1, count: 0 }.encode(&mut flb);
+    mem.page(pa)[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+}
+
 #[test]
 fn restore_reads_sessions_and_files() {
     let mut mem = FakeMemory::default();
@@ -345,9 +352,7 @@ fn restore_reads_sessions_and_files() {
         session_entry(b"empty", 0, 0),
     ];
     mem.write_chain(&[0x20000], &sessions);
-    let mut flb = [0u8; FLB_HEADER_SIZE];
-    FlbHeader { pgcnt: 1, count: 0 }.encode(&mut flb);
-    mem.page(0x30000)[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    write_empty_flb_page(&mut mem, 0x30000);
     write_root(&mut mem, 0x1000, 0x20000, 0x30000);
 
     let mut sink = Collect::default();
@@ -367,9 +372,7 @@ fn restore_in_two_steps_leaves_the_sessions_for_the_second() {
     let files: Vec<_> = (0..3).map(file_entry).collect();
     mem.write_chain(&[0x10000], &files);
     mem.write_chain(&[0x20000], &[session_entry(b"a", 0x10000, 3)]);
-    let mut flb = [0u8; FLB_HEADER_SIZE];
-    FlbHeader { pgcnt: 1, count: 0 }.encode(&mut flb);
-    mem.page(0x30000)[..FLB_HEADER_SIZE].copy_from_slice(&flb);
+    write_empty_flb_page(&mut mem, 0x30000);
     write_root(&mut mem, 0x1000, 0x20000, 0x30000);
 
     let mut sink = Collect::default();
@@ -879,7 +882,12 @@ fn file_encode_over_zero_writes_what_a_whole_encode_writes() {
         let text: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
         let compatible = handler_compat(&text).unwrap();
         let mut whole = [0u8; FILE_ENTRY_SIZE];
-        FileEntry::encode_fields(&mut whole, &compatible, 9, 10);
+        FileEntry {
+            compatible,
+            data: 9,
+            token: 10,
+        }
+        .encode(&mut whole);
         let mut over_zero = [0u8; FILE_ENTRY_SIZE];
         FileEntry::encode_fields_over_zero(&mut over_zero, &compatible, 9, 10);
         assert_eq!(whole, over_zero, "compatible length {len}");
