@@ -62,12 +62,17 @@ fn record_mut(chunks: &mut KVec<KVec<IncomingSlot>>, index: u32) -> Option<&mut 
     chunks.get_mut(i / PER_CHUNK)?.get_mut(i % PER_CHUNK)
 }
 
+/// Sessions up to which names are compared one by one instead of hashed: a table costs
+/// an allocation, a random key and a hash per lookup, more than a few comparisons.
+const FEW: usize = 8;
+
 /// The incoming sessions.
 ///
 /// # Invariants
 ///
-/// Every value of `by_name` is the position of a record in `chunks`, under the hash
-/// of the record's name. Records are never moved or removed while any is live: a
+/// `by_name` is empty, with at most [`FEW`] records, or holds every record: each value
+/// is the position of a record in `chunks`, under the hash of the record's name.
+/// Records are never moved or removed while any is live: a
 /// finished session's record stays, marked, until the last one finishes and all are
 /// freed together. Nothing is added once restore is over, so the index never needs to
 /// forget a name to make room for another.
@@ -103,25 +108,58 @@ impl IncomingSessions {
             self.chunks
                 .reserve(chunks - self.chunks.len(), GFP_KERNEL)?;
         }
-        self.by_name.reserve(count)
+        if self.by_name.has_table() {
+            return self.by_name.reserve(count);
+        }
+        if records <= FEW {
+            return Ok(());
+        }
+        // From a few sessions to many: every record goes into a new table.
+        self.by_name.reserve(records)?;
+        for index in 0..self.records {
+            let Some(record) = index.try_into().ok().and_then(|i| record(&self.chunks, i)) else {
+                continue;
+            };
+            let hash = self.by_name.hash(record.name.as_field());
+            // Cannot fail: room for all was reserved above.
+            let _ = self.by_name.insert_reserved(hash, index as u32);
+        }
+        Ok(())
     }
 
-    /// The hash of `name`, once the index has its table (before, no name is indexed).
+    /// The hash of `name`, once the index has its table (before, names are compared
+    /// one by one).
     pub(crate) fn name_hash(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u64> {
         self.by_name.has_table().then(|| self.by_name.hash(name))
     }
 
-    /// The position of the live session named `name`, whose hash is `hash`.
-    pub(crate) fn find_hashed(&self, hash: u64, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
+    /// The position of the live session named `name`; `hash` is its [`name_hash`].
+    ///
+    /// [`name_hash`]: IncomingSessions::name_hash
+    pub(crate) fn find_hashed(
+        &self,
+        hash: Option<u64>,
+        name: &[u8; SESSION_NAME_LEN],
+    ) -> Option<u32> {
         let chunks = &self.chunks;
-        let is =
-            |&i: &u32| record(chunks, i).is_some_and(|r| !r.finished && r.name.as_field() == name);
-        self.by_name.get(hash, is).copied()
+        let is = |r: &IncomingSlot| !r.finished && r.name.as_field() == name;
+        match hash {
+            Some(hash) => self
+                .by_name
+                .get(hash, |&i| record(chunks, i).is_some_and(is))
+                .copied(),
+            None => chunks
+                .first()?
+                .iter()
+                .take(FEW)
+                .position(is)
+                .and_then(|i| i.try_into().ok()),
+        }
     }
 
     /// The position of the live session named `name`.
     fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
-        self.find_hashed(self.name_hash(name)?, name)
+        self.find_hashed(self.name_hash(name), name)
     }
 
     /// Adds a session, whose name must be absent; `hash` is its [`name_hash`] if that
@@ -161,8 +199,13 @@ impl IncomingSessions {
         if chunk.reserve(1, GFP_KERNEL).is_err() {
             return Err(files);
         }
-        // Stable: the index has its table since `reserve()`, if not before.
-        let hash = hash.unwrap_or_else(|| self.by_name.hash(name.as_field()));
+        // Stable: the key is fixed once the index has a table, and `hash` was taken
+        // with one.
+        let hash = match (self.by_name.has_table(), hash) {
+            (false, _) => None,
+            (true, Some(hash)) => Some(hash),
+            (true, None) => Some(self.by_name.hash(name.as_field())),
+        };
         let record = IncomingSlot {
             name,
             files,
@@ -175,8 +218,13 @@ impl IncomingSessions {
         }
         self.records += 1;
         self.live += 1;
-        // INVARIANT: The record just pushed is at `index`, under its name.
-        if self.by_name.insert_reserved(hash, index).is_err() {
+        // INVARIANT: The record just pushed is at `index`, under its name, if the index
+        // has a table.
+        let indexed = match hash {
+            Some(hash) => self.by_name.insert_reserved(hash, index),
+            None => Ok(()),
+        };
+        if indexed.is_err() {
             // Cannot happen, room was reserved above; the record is taken back out.
             self.records -= 1;
             self.live -= 1;
@@ -327,7 +375,7 @@ impl RestoreSink for IncomingBuilder<'_> {
     fn begin_session(&mut self, entry: &SessionEntry) -> Result<bool, OutOfMemory> {
         let incoming = &self.luo.incoming;
         let hash = incoming.name_hash(entry.name.as_field());
-        if hash.is_some_and(|hash| incoming.find_hashed(hash, entry.name.as_field()).is_some()) {
+        if incoming.find_hashed(hash, entry.name.as_field()).is_some() {
             return Ok(false);
         }
         self.current = Some(CurrentSession {
