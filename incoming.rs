@@ -72,10 +72,10 @@ const FEW: usize = 8;
 ///
 /// `by_name` is empty, with at most [`FEW`] records, or holds every record: each value
 /// is the position of a record in `chunks`, under the hash of the record's name.
-/// Records are never moved or removed while any is live: a
-/// finished session's record stays, marked, until the last one finishes and all are
-/// freed together. Nothing is added once restore is over, so the index never needs to
-/// forget a name to make room for another.
+/// Records are never moved or removed while any is live: a finished session's record
+/// stays, marked, until the last one finishes and all are freed together. Nothing is
+/// added once restore is over, so the index never needs to forget a name to make room
+/// for another.
 pub(crate) struct IncomingSessions {
     chunks: KVec<KVec<IncomingSlot>>,
     by_name: NameIndex<u32>,
