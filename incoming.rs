@@ -114,15 +114,13 @@ impl IncomingSessions {
         if records <= FEW {
             return Ok(());
         }
-        // From a few sessions to many: every record goes into a new table.
+        // From a few sessions to many: every record goes into a new table. The few are
+        // all in the first array, in position order.
         self.by_name.reserve(records)?;
-        for index in 0..self.records {
-            let Some(record) = index.try_into().ok().and_then(|i| record(&self.chunks, i)) else {
-                continue;
-            };
+        for (index, record) in (0u32..).zip(self.chunks.iter().flatten()) {
             let hash = self.by_name.hash(record.name.as_field());
             // Cannot fail: room for all was reserved above.
-            let _ = self.by_name.insert_reserved(hash, index as u32);
+            let _ = self.by_name.insert_reserved(hash, index);
         }
         Ok(())
     }

@@ -223,11 +223,9 @@ impl BlockSource for RestoredBlocks {
         }
         let page = RestoredPage::claim(pa).ok_or(ClaimError::NotPreserved)?;
         if let Some(slot) = self.first.get_mut(self.count) {
-            let (_, page) = slot.insert((pa, page));
             self.count += 1;
-            // SAFETY: As in `RestoredPage::bytes`; the page lives in `self.first` for
-            // as long as the borrow of `self`.
-            return Ok(unsafe { core::slice::from_raw_parts(page.addr.as_ptr(), PAGE_SIZE) });
+            let (_, page) = slot.insert((pa, page));
+            return Ok(page.bytes());
         }
         // Without memory for the index the block cannot be tracked; refusing it drops
         // the chain, and `page` goes back to the allocator.

@@ -80,26 +80,22 @@ impl<const K: usize> UserCommand<K> {
         let mut buf = [0u8; K];
         let whole = UserSlice::new(UserPtr::from_addr(arg), K)
             .reader()
-            .read_slice(&mut buf);
-        if whole.is_ok() && u32::from_ne_bytes(get_bytes(&buf, 0)) as usize == K {
-            if !cmd_matches {
-                return Err(ENOTTY);
-            }
-            if !allowed {
-                return Err(EINVAL);
-            }
-            return Ok(Self {
-                arg,
-                user_size: K,
-                buf,
-            });
-        }
-        let size = user_size(arg)?;
+            .read_slice(&mut buf)
+            .is_ok()
+            && u32::from_ne_bytes(get_bytes(&buf, 0)) as usize == K;
+        let size = if whole { K as u32 } else { user_size(arg)? };
         if !cmd_matches {
             return Err(ENOTTY);
         }
         if !allowed {
             return Err(EINVAL);
+        }
+        if whole {
+            return Ok(Self {
+                arg,
+                user_size: K,
+                buf,
+            });
         }
         Self::fetch(arg, size, K)
     }

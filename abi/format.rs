@@ -98,6 +98,14 @@ fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
     put_bytes(bytes, offset, &value.to_ne_bytes());
 }
 
+/// The high bit of every zero byte of `word`, and maybe of bytes above the lowest
+/// zero byte: the lowest set bit marks the first zero byte in memory order of a
+/// little-endian word.
+#[inline]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(0x0101_0101_0101_0101) & !word & 0x8080_8080_8080_8080
+}
+
 /// Cuts the C string in `field` at its first NUL: zeroes every byte after it, and
 /// returns the string's length, or `None` when no NUL terminates it.
 ///
@@ -106,13 +114,10 @@ fn put_u64(bytes: &mut [u8], offset: usize, value: u64) {
 /// reading an entry.
 #[inline]
 pub fn cut_c_str<const M: usize>(field: &mut [u8; M]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
     while at + 8 <= M {
         let word = u64::from_le_bytes(get_bytes(field, at));
-        // The lowest set bit marks the first zero byte (bits above it may be wrong).
-        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        let zeros = zero_bytes(word);
         if zeros != 0 {
             let nul = (zeros.trailing_zeros() / 8) as usize;
             let keep = u64::MAX.checked_shr(64 - 8 * nul as u32).unwrap_or(0);
@@ -141,14 +146,11 @@ pub fn cut_c_str<const M: usize>(field: &mut [u8; M]) -> Option<usize> {
 /// destination must be zero already, and stays so.
 #[inline]
 fn put_c_str_over_zero<const M: usize>(out: &mut [u8], offset: usize, field: &[u8; M]) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut at = 0;
     while at + 8 <= M {
         let word: [u8; 8] = get_bytes(field, at);
         put_bytes(out, offset + at, &word);
-        let value = u64::from_ne_bytes(word);
-        if value.wrapping_sub(ONES) & !value & HIGHS != 0 {
+        if zero_bytes(u64::from_le_bytes(word)) != 0 {
             break;
         }
         at += 8;
@@ -318,25 +320,15 @@ impl SessionEntry {
 
     /// Writes the entry.
     pub fn encode(&self, out: &mut [u8; SESSION_ENTRY_SIZE]) {
-        Self::encode_fields(out, self.name.as_field(), self.files_pa, self.files_count);
+        put_bytes(out, Self::NAME_OFFSET, self.name.as_field());
+        put_u64(out, Self::FILES_PA_OFFSET, self.files_pa);
+        put_u64(out, Self::FILES_COUNT_OFFSET, self.files_count);
     }
 
-    /// Writes an entry from its fields: the NUL-padded name of a valid
-    /// [`SessionName`], the head of the file chain and its number of files.
-    #[inline]
-    pub fn encode_fields(
-        out: &mut [u8; SESSION_ENTRY_SIZE],
-        name: &[u8; SESSION_NAME_LEN],
-        files_pa: u64,
-        files_count: u64,
-    ) {
-        put_bytes(out, Self::NAME_OFFSET, name);
-        put_u64(out, Self::FILES_PA_OFFSET, files_pa);
-        put_u64(out, Self::FILES_COUNT_OFFSET, files_count);
-    }
-
-    /// [`SessionEntry::encode_fields`] into an entry whose name field is all zeros: the
-    /// name is written up to the eight bytes that hold its NUL, the rest stays zero.
+    /// Writes an entry from its fields (the NUL-padded name of a valid [`SessionName`],
+    /// the head of the file chain and its number of files) into one whose name field is
+    /// all zeros: the name is written up to the eight bytes that hold its NUL, the rest
+    /// stays zero.
     ///
     /// The reboot path writes every session this way, into blocks that are zeroed when
     /// allocated and cleared again when a reboot attempt fails: a whole 64-byte copy is

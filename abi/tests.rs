@@ -869,7 +869,12 @@ fn encode_over_zero_writes_what_a_whole_encode_writes() {
         })
         .unwrap();
         let mut whole = [0u8; SESSION_ENTRY_SIZE];
-        SessionEntry::encode_fields(&mut whole, name.as_field(), 0x5000, 7);
+        SessionEntry {
+            name,
+            files_pa: 0x5000,
+            files_count: 7,
+        }
+        .encode(&mut whole);
         let mut over_zero = [0u8; SESSION_ENTRY_SIZE];
         SessionEntry::encode_fields_over_zero(&mut over_zero, name.as_field(), 0x5000, 7);
         assert_eq!(whole, over_zero, "name length {len}");
