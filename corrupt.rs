@@ -22,7 +22,7 @@ use crate::abi::format::{
 };
 use crate::block_chain::OutgoingChain;
 use crate::kho::PreservedPage;
-use crate::Luo;
+use crate::{Core, Luo};
 
 /// The kinds of damage, by their `luo_corrupt=` name.
 const KINDS: &[&[u8]] = &[
@@ -72,7 +72,7 @@ pub(crate) fn parse(value: &[u8]) -> bool {
 }
 
 /// Damages the serialized state as asked, once everything has been written.
-pub(crate) fn damage(luo: &mut Luo) {
+pub(crate) fn damage(core: &mut Core) {
     let kind = KIND.load(Relaxed) as usize;
     let Some(name) = KINDS
         .get(kind)
@@ -84,6 +84,7 @@ pub(crate) fn damage(luo: &mut Luo) {
         "TEST ONLY: damaging the outgoing state ({:?})\n",
         kernel::str::BStr::from_bytes(name)
     );
+    let luo = &mut core.luo;
     if let Err(e) = sort_sessions_by_name(luo) {
         pr_warn!("TEST ONLY: sessions not sorted: {:?}\n", e);
     }
@@ -99,14 +100,14 @@ pub(crate) fn damage(luo: &mut Luo) {
             entry[..SESSION_NAME_LEN].fill(b'x');
         }),
         b"session-duplicate-name" => duplicate_name(luo),
-        b"file-cycle" => file_chain(luo, |pages| {
+        b"file-cycle" => file_chain(core, |pages| {
             let head = pages.first().map(PreservedPage::phys).ok_or(ENOENT)?;
             let last = pages.last_mut().ok_or(ENOENT)?;
             let count = read_header(last.bytes()).count;
             write_header(last.bytes_mut(), BlockHeader { next: head, count });
             Ok(())
         }),
-        b"file-unknown-compatible" => file_chain(luo, |pages| {
+        b"file-unknown-compatible" => file_chain(core, |pages| {
             let first = pages.first_mut().ok_or(ENOENT)?;
             let slot = entry_slot::<FILE_ENTRY_SIZE>(first.bytes_mut(), 0).ok_or(ENOENT)?;
             let compat = &mut slot[FileEntry::COMPATIBLE_OFFSET..FileEntry::DATA_OFFSET];
@@ -233,19 +234,13 @@ fn duplicate_name(luo: &mut Luo) -> Result {
 }
 
 /// Applies `edit` to the file chain of the first session, in name order, that has files.
-fn file_chain(luo: &mut Luo, edit: impl FnOnce(&mut [PreservedPage]) -> Result) -> Result {
+fn file_chain(core: &mut Core, edit: impl FnOnce(&mut [PreservedPage]) -> Result) -> Result {
+    let Core { luo, key } = core;
     let session = luo
         .outgoing
         .values()
-        .filter(|session| {
-            !session
-                .lock_state()
-                .file_blocks_mut()
-                .pages_mut()
-                .is_empty()
-        })
+        .filter(|session| !session.state(key).file_blocks_mut().pages_mut().is_empty())
         .min_by(|a, b| a.name.as_field().cmp(b.name.as_field()))
         .ok_or(ENOENT)?;
-    let mut state = session.lock_state();
-    edit(state.file_blocks_mut().pages_mut())
+    edit(session.state(key).file_blocks_mut().pages_mut())
 }

@@ -5,14 +5,15 @@
 //! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root
 //! and the FLB page) and may bring back hundreds of thousands of sessions, most of
 //! which stay untouched until userspace asks for them. Each is kept as a small record
-//! (name and files) in arrays of 64 KiB, and becomes a full
-//! [`Session`](crate::luo_session::Session) with a lock and a reference count only while
-//! a session fd holds it. One allocation per restored session was the dominant cost of
+//! (name and files) in arrays of 64 KiB, and gets a full
+//! [`Session`](crate::luo_session::Session) when it has files or is retrieved. One allocation per restored session was the dominant cost of
 //! a large restore: after a kexec with KHO, the page allocator hands out single
 //! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
 //! 64 KiB claim a whole pageblock at once.
 
-use kernel::{prelude::*, sync::Arc};
+use core::num::NonZeroU32;
+
+use kernel::prelude::*;
 
 use crate::abi::format::{
     c_str_bytes, FileEntry, FlbEntry, HandlerCompat, SessionEntry, SessionName, SESSION_NAME_LEN,
@@ -28,16 +29,18 @@ use crate::Luo;
 pub(crate) struct IncomingSlot {
     /// The session's name.
     pub(crate) name: SessionName,
-    /// Its files, while no session fd holds them and `session` is not built.
+    /// Its files, while `session` is not built.
     pub(crate) files: LeanVec<LuoFile>,
-    /// The session with its files, ready for a retrieve, while no session fd holds it.
+    /// The session with its files, owned here until it finishes; a session fd that
+    /// retrieved it points to it.
     ///
     /// Built when the session is read if it has files: those already cost the session
     /// an allocation there, so one more is in proportion, and a retrieve then
     /// allocates nothing. A session without files becomes a [`Session`] only when it
     /// is retrieved, so reading many of them allocates nothing per session.
-    pub(crate) session: Option<Arc<Session>>,
-    /// Whether a session fd holds the session (and its files) now.
+    pub(crate) session: Option<KBox<Session>>,
+    /// Whether a session fd holds the session (and its files) now; the session may
+    /// then only be freed by that fd's release.
     pub(crate) retrieved: bool,
     /// Whether the session finished: it is gone, although the index still finds the
     /// record (the lookup then answers that there is no such session).
@@ -54,6 +57,18 @@ const PER_CHUNK: usize = CHUNK_BYTES / core::mem::size_of::<IncomingSlot>();
 fn record(chunks: &KVec<KVec<IncomingSlot>>, index: u32) -> Option<&IncomingSlot> {
     let i = index as usize;
     chunks.get(i / PER_CHUNK)?.get(i % PER_CHUNK)
+}
+
+/// The name index's entry for the record at position `index`: the position plus one, so
+/// that an empty slot is all zero. Positions stay far below `u32::MAX`, as there are at
+/// most as many as sessions in a chain.
+fn index_entry(index: u32) -> NonZeroU32 {
+    NonZeroU32::MIN.saturating_add(index)
+}
+
+/// The position of the record that `entry` of the name index stands for.
+fn entry_index(entry: NonZeroU32) -> u32 {
+    entry.get() - 1
 }
 
 /// The record at position `index`, to change.
@@ -78,7 +93,7 @@ const FEW: usize = 8;
 /// for another.
 pub(crate) struct IncomingSessions {
     chunks: KVec<KVec<IncomingSlot>>,
-    by_name: NameIndex<u32>,
+    by_name: NameIndex<NonZeroU32>,
     /// Records in `chunks`, live or not.
     records: usize,
     /// Records whose session has not finished.
@@ -120,7 +135,7 @@ impl IncomingSessions {
         for (index, record) in (0u32..).zip(self.chunks.iter().flatten()) {
             let hash = self.by_name.hash(record.name.as_field());
             // Cannot fail: room for all was reserved above.
-            let _ = self.by_name.insert_reserved(hash, index);
+            let _ = self.by_name.insert_reserved(hash, index_entry(index));
         }
         Ok(())
     }
@@ -144,8 +159,10 @@ impl IncomingSessions {
         match hash {
             Some(hash) => self
                 .by_name
-                .get(hash, |&i| record(chunks, i).is_some_and(is))
-                .copied(),
+                .get(hash, |&entry| {
+                    record(chunks, entry_index(entry)).is_some_and(is)
+                })
+                .map(|&entry| entry_index(entry)),
             None => chunks
                 .first()?
                 .iter()
@@ -219,7 +236,10 @@ impl IncomingSessions {
         // INVARIANT: The record just pushed is at `index`, under its name, if the index
         // has a table.
         let indexed = match hash {
-            Some(hash) => self.by_name.insert_reserved(hash, index),
+            Some(hash) => self
+                .by_name
+                .insert_reserved(hash, index_entry(index))
+                .map(|_| ()),
             None => Ok(()),
         };
         if indexed.is_err() {
@@ -247,11 +267,10 @@ impl IncomingSessions {
         Some((index, record_mut(&mut self.chunks, index)?))
     }
 
-    /// Hands the session at position `index` back to its record, with its files, when
+    /// Makes the session at position `index` retrievable again, with its files, when
     /// the session fd that held it is gone without finishing them.
-    pub(crate) fn give_back(&mut self, index: u32, session: Arc<Session>) {
+    pub(crate) fn give_back(&mut self, index: u32) {
         if let Some(record) = record_mut(&mut self.chunks, index) {
-            record.session = Some(session);
             record.retrieved = false;
         }
     }

@@ -19,6 +19,7 @@ mod tests {
     use crate::lean_vec::LeanVec;
     use crate::name_index::NameIndex;
     use crate::{uapi, Luo};
+    use core::num::NonZeroUsize;
 
     /// Reads chains straight out of this kernel's own outgoing pages.
     struct OwnPages<'a> {
@@ -188,12 +189,14 @@ mod tests {
     #[test]
     fn name_index_finds_what_it_holds_through_growth_and_removal() {
         const N: usize = 3000;
-        let mut index = NameIndex::<usize>::new();
+        // Values are never zero: an empty slot is.
+        let value = |i: usize| NonZeroUsize::MIN.saturating_add(i);
+        let mut index = NameIndex::<NonZeroUsize>::new();
         for i in 0..N {
             assert!(index.reserve(1).is_ok());
             let hash = index.hash(&numbered(i));
-            assert!(index.get(hash, |&v| v == i).is_none());
-            assert!(index.insert_reserved(hash, i).is_ok());
+            assert!(index.get(hash, |&v| v == value(i)).is_none());
+            assert!(index.insert_reserved(hash, value(i)).is_ok());
         }
         assert_eq!(index.len(), N);
         assert_eq!(index.values().count(), N);
@@ -201,17 +204,17 @@ mod tests {
         // removal shifts later values back and shrinks the table.
         for i in (0..N).step_by(3) {
             let hash = index.hash(&numbered(i));
-            assert_eq!(index.remove(hash, |&v| v == i), Some(i));
-            assert_eq!(index.remove(hash, |&v| v == i), None);
+            assert_eq!(index.remove(hash, |&v| v == value(i)), Some(value(i)));
+            assert_eq!(index.remove(hash, |&v| v == value(i)), None);
         }
         for i in 0..N {
             let hash = index.hash(&numbered(i));
-            assert_eq!(index.get(hash, |&v| v == i).is_some(), i % 3 != 0);
+            assert_eq!(index.get(hash, |&v| v == value(i)).is_some(), i % 3 != 0);
         }
         for i in 0..N {
             if i % 3 != 0 {
                 let hash = index.hash(&numbered(i));
-                assert_eq!(index.remove(hash, |&v| v == i), Some(i));
+                assert_eq!(index.remove(hash, |&v| v == value(i)), Some(value(i)));
             }
         }
         assert_eq!(index.len(), 0);

@@ -25,15 +25,13 @@ use kernel::{
     fs::File,
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
     prelude::*,
-    sync::{
-        atomic::{Atomic, Relaxed},
-        Arc,
-    },
+    sync::atomic::{Atomic, Relaxed},
 };
 
 pub mod abi;
 mod block_chain;
 mod boot;
+mod core_locked;
 #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
 mod corrupt;
 mod incoming;
@@ -60,6 +58,7 @@ use abi::format::{
 };
 use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
+use core_locked::CoreKey;
 use incoming::{IncomingBuilder, IncomingSessions};
 use kho::{PreservedPage, RestoredBlocks};
 use luo_file::FileHandler;
@@ -100,8 +99,8 @@ pub(crate) fn enabled() -> bool {
 
 /// Everything the core knows, behind one lock.
 ///
-/// Lock order: [`LUO`](static@LUO), then a session's lock. Handler callbacks run with both held, so
-/// they must not call back into registration.
+/// Handler callbacks run with the lock held, so they must not call back into
+/// registration.
 pub(crate) struct Luo {
     /// Registered file handlers, in registration order.
     pub(crate) handlers: KVec<FileHandler>,
@@ -109,7 +108,7 @@ pub(crate) struct Luo {
     pub(crate) flb_links: KVec<(FileHandler, luo_flb::Flb)>,
     /// Outgoing sessions by name (the order of a chain is not part of the format: the
     /// next kernel looks sessions up by name).
-    pub(crate) outgoing: NameIndex<Arc<Session>>,
+    pub(crate) outgoing: NameIndex<KBox<Session>>,
     /// The blocks that will hold the outgoing session entries.
     pub(crate) session_blocks: OutgoingChain<SESSION_ENTRY_SIZE>,
     /// Sessions from the previous kernel.
@@ -177,9 +176,38 @@ impl Luo {
     }
 }
 
+/// What the global lock holds: the core's state, and the key to every session's state.
+///
+/// Code that touches no session state reaches [`Luo`] through `Deref`; code that does
+/// borrows the two fields apart.
+pub(crate) struct Core {
+    /// The core's state.
+    pub(crate) luo: Luo,
+    /// The key to each session's [`CoreLocked`](core_locked::CoreLocked) state.
+    pub(crate) key: CoreKey,
+}
+
+impl core::ops::Deref for Core {
+    type Target = Luo;
+
+    fn deref(&self) -> &Luo {
+        &self.luo
+    }
+}
+
+impl core::ops::DerefMut for Core {
+    fn deref_mut(&mut self) -> &mut Luo {
+        &mut self.luo
+    }
+}
+
 kernel::sync::global_lock! {
     // SAFETY: Initialized by the early initcall, before any other code can reach the core.
-    unsafe(uninit) static LUO: Mutex<Luo> = Luo::new();
+    unsafe(uninit) static LUO: Mutex<Core> = Core {
+        luo: Luo::new(),
+        // SAFETY: This is the one key, and it lives inside the global lock.
+        key: unsafe { CoreKey::new() },
+    };
 }
 
 /// Early boot: reads the root and the FLB page that the previous kernel handed over.

@@ -10,31 +10,31 @@
 //!
 //! Every operation runs under the global [`LUO`](static@LUO) lock, which the reboot path keeps once
 //! it has serialized everything, so that nothing can change behind the serialized
-//! state. Each session's own lock nests inside it.
+//! state. A session's mutable state is reached with the key that the lock holds
+//! ([`CoreLocked`]), so it needs no lock of its own.
 
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 use kernel::{
     bindings,
     ffi::{c_long, c_uint, c_ulong},
     fs::{file::FileDescriptorReservation, File, LocalFile},
-    new_mutex,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, Mutex},
-    types::ForeignOwnable,
+    sync::aref::ARef,
 };
 
 use crate::abi::format::{
     cut_c_str, get_bytes, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
+use crate::core_locked::{CoreKey, CoreLocked};
 use crate::lean_vec::LeanVec;
 use crate::luo_file::{FileHandler, LuoFile};
 use crate::tree::Tree;
 use crate::uapi::{
     ioctl_cmd, ioctl_nr, UserCommand, FD_ARG_SIZE, FINISH_ARG_SIZE, GET_NAME_ARG_SIZE,
 };
-use crate::{luo_flb, Luo, LUO};
+use crate::{luo_flb, Core, Luo, LUO};
 
 const CMD_PRESERVE_FD: u32 = 0x40;
 const CMD_RETRIEVE_FD: u32 = 0x41;
@@ -51,15 +51,16 @@ pub(crate) enum Indexed {
 }
 
 /// A session.
-#[pin_data]
+///
+/// Owned by the outgoing index, or by its incoming record; its session fd points to it,
+/// and only that fd's release frees it.
 pub(crate) struct Session {
     /// The name, unique among outgoing sessions and among incoming ones.
     pub(crate) name: SessionName,
     /// Where the session is indexed, which also tells whether it came from the previous
     /// kernel.
     pub(crate) indexed: Indexed,
-    #[pin]
-    state: Mutex<SessionState>,
+    state: CoreLocked<SessionState>,
 }
 
 /// The mutable part of a session.
@@ -71,18 +72,21 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    fn new(name: SessionName, indexed: Indexed) -> Result<Arc<Self>> {
-        Arc::pin_init(
-            pin_init!(Self {
-                name,
-                indexed,
-                state <- new_mutex!(SessionState {
-                    files: LeanVec::new(),
-                    blocks: OutgoingChain::new(),
-                }),
+    /// A session of `files`; without memory the files are left in place.
+    fn new_with(
+        name: SessionName,
+        indexed: Indexed,
+        files: &mut LeanVec<LuoFile>,
+    ) -> Result<KBox<Self>> {
+        let room = KBox::new_uninit(GFP_KERNEL)?;
+        Ok(room.write(Self {
+            name,
+            indexed,
+            state: CoreLocked::new(SessionState {
+                files: core::mem::take(files),
+                blocks: OutgoingChain::new(),
             }),
-            GFP_KERNEL,
-        )
+        }))
     }
 
     /// The session of the previous kernel's record at `record`, taking its `files`;
@@ -91,23 +95,18 @@ impl Session {
         name: SessionName,
         record: u32,
         files: &mut LeanVec<LuoFile>,
-    ) -> Option<Arc<Self>> {
-        let session = Self::new(name, Indexed::Incoming(record)).ok()?;
-        session.state.lock().files = core::mem::take(files);
-        Some(session)
+    ) -> Option<KBox<Self>> {
+        Self::new_with(name, Indexed::Incoming(record), files).ok()
+    }
+
+    /// The session's mutable state, reached with the global lock's key.
+    pub(crate) fn state<'a>(&'a self, key: &'a mut CoreKey) -> &'a mut SessionState {
+        self.state.get_mut(key)
     }
 
     /// Whether the session came from the previous kernel.
     pub(crate) fn is_incoming(&self) -> bool {
         matches!(self.indexed, Indexed::Incoming(_))
-    }
-}
-
-#[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
-impl Session {
-    /// Locks the session's state, for the corruption test.
-    pub(crate) fn lock_state(&self) -> kernel::sync::MutexGuard<'_, SessionState> {
-        self.state.lock()
     }
 }
 
@@ -127,36 +126,32 @@ const SESSION_FOPS: bindings::file_operations = {
     fops
 };
 
-/// Creates the anonymous file `[luo_session] <name>` that owns a reference to `session`.
-fn session_file(session: Arc<Session>) -> Result<ARef<File>> {
+/// Creates the anonymous file `[luo_session] <name>` that stands for `session`.
+///
+/// # Safety
+///
+/// The session must stay where it is until the file's release, and be freed by nothing
+/// else.
+unsafe fn session_file(session: &Session) -> Result<ARef<File>> {
     const PREFIX: &[u8] = b"[luo_session] ";
     let mut name = [0u8; PREFIX.len() + SESSION_NAME_LEN];
     name[..PREFIX.len()].copy_from_slice(PREFIX);
     let len = session.name.as_bytes().len();
     name[PREFIX.len()..PREFIX.len() + len].copy_from_slice(session.name.as_bytes());
 
-    let private = session.into_foreign();
     // SAFETY: `name` is NUL-terminated (a session name is at most 63 bytes), the fops
-    // are static, and the file takes over the reference in `private`.
+    // are static, and the session outlives the file (this function's contract).
     let file = unsafe {
         bindings::anon_inode_getfile(
             name.as_ptr().cast(),
             &SESSION_FOPS,
-            private,
+            ptr::from_ref(session).cast_mut().cast(),
             bindings::O_RDWR as c_int,
         )
     };
-    match kernel::error::from_err_ptr(file) {
-        Ok(file) => {
-            // SAFETY: `anon_inode_getfile()` returned a new file with one reference, ours.
-            Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) })
-        }
-        Err(e) => {
-            // SAFETY: The file was not created, so the reference is still ours to drop.
-            drop(unsafe { Arc::<Session>::from_foreign(private) });
-            Err(e)
-        }
-    }
+    let file = kernel::error::from_err_ptr(file)?;
+    // SAFETY: `anon_inode_getfile()` returned a new file with one reference, ours.
+    Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) })
 }
 
 /// The name in a userspace structure, when it is a valid new session name.
@@ -171,8 +166,8 @@ fn new_session_name(field: &[u8]) -> Result<SessionName> {
 /// `LIVEUPDATE_IOCTL_CREATE_SESSION`: a new outgoing session named `field`.
 pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
     let name = new_session_name(field)?;
-    let mut luo = LUO.lock();
-    let luo = &mut *luo;
+    let mut core = LUO.lock();
+    let luo = &mut core.luo;
     let count = luo.outgoing.len();
     luo.session_blocks.reserve(count + 1)?;
     let result = (|| {
@@ -182,12 +177,16 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
         if luo.outgoing.get(hash, |s| s.name == name).is_some() {
             return Err(EEXIST);
         }
-        let session = Session::new(name, Indexed::Outgoing(hash))?;
-        luo.outgoing
-            .insert_reserved(hash, session.clone())
+        let session = Session::new_with(name, Indexed::Outgoing(hash), &mut LeanVec::new())?;
+        let session = luo
+            .outgoing
+            .insert_reserved(hash, session)
             .map_err(|_| ENOMEM)?;
-        session_file(session.clone()).inspect_err(|_| {
-            luo.outgoing.remove(hash, |s| Arc::ptr_eq(s, &session));
+        // SAFETY: The session stays in the index until the file's release removes it
+        // (or until the line below, when there is no file).
+        let file = unsafe { session_file(session) };
+        file.inspect_err(|_| {
+            luo.outgoing.remove(hash, |s| s.name == name);
         })
     })();
     if result.is_err() {
@@ -207,24 +206,18 @@ pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
     if record.retrieved {
         return Err(EINVAL);
     }
-    let (session, prepared) = match record.session.take() {
-        Some(session) => (session, true),
-        None => (Session::new(record.name, Indexed::Incoming(index))?, false),
-    };
-    let file = match session_file(session.clone()) {
-        Ok(file) => file,
-        Err(e) => {
-            // A failed retrieve leaves everything where it was.
-            if prepared {
-                record.session = Some(session);
-            }
-            return Err(e);
-        }
-    };
-    if !prepared {
+    let session = match &mut record.session {
+        Some(session) => session,
         // Files left in the record (no memory for their session when it was read).
-        session.state.lock().files = core::mem::take(&mut record.files);
-    }
+        none => none.insert(Session::new_with(
+            record.name,
+            Indexed::Incoming(index),
+            &mut record.files,
+        )?),
+    };
+    // SAFETY: The record keeps the session, and marked retrieved it is freed only by the
+    // file's release. Without a file, everything stays as it was.
+    let file = unsafe { session_file(session) }?;
     record.retrieved = true;
     Ok(file)
 }
@@ -340,10 +333,16 @@ fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<AR
 }
 
 /// `LIVEUPDATE_SESSION_FINISH`: hands every file back to its handler, or none.
+// Inline: most sessions have no files left when they finish or close.
+#[inline]
 fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
     if state.files.is_empty() {
         return Ok(());
     }
+    finish_files(luo, state)
+}
+
+fn finish_files(luo: &mut Luo, state: &mut SessionState) -> Result {
     let ready = state.files.iter().all(|f| match f.handler {
         Some(h) => h.can_finish(f.file.as_deref(), f.state.data, f.retrieve_status),
         None => true,
@@ -367,50 +366,50 @@ fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
     Ok(())
 }
 
-/// FINISH from userspace.
-fn finish_session(session: &Session) -> Result {
-    // With no files left there is nothing to hand back and no global state to touch, so
-    // the global lock is not needed. Files are never added to an incoming session, so
-    // the answer cannot change before the lock below is taken.
-    if session.state.lock().files.is_empty() {
-        return Ok(());
-    }
-    let mut luo = LUO.lock();
-    finish(&mut luo, &mut session.state.lock())
-}
-
-/// The last reference to a session fd is gone.
-fn session_closed(session: Arc<Session>) {
-    let mut luo = LUO.lock();
-    let luo = &mut *luo;
-    let mut state = session.state.lock();
-    if let Indexed::Incoming(record) = session.indexed {
-        if finish(luo, &mut state).is_ok() {
-            drop(state);
-            luo.incoming.remove(record);
-            return;
+/// The session fd of `session` is gone: an outgoing session is unpreserved and freed, an
+/// incoming one finished and freed, or kept for a new retrieve when it cannot finish.
+///
+/// # Safety
+///
+/// `session` is the session of a session file whose release this is.
+unsafe fn session_closed(session: NonNull<Session>) {
+    let mut core = LUO.lock();
+    let Core { luo, key } = &mut *core;
+    // SAFETY: The session lives until this release frees it (`session_file`); the
+    // reference is not used after that.
+    let this = unsafe { session.as_ref() };
+    let state = this.state(key);
+    match this.indexed {
+        Indexed::Incoming(record) => {
+            if finish(luo, state).is_ok() {
+                // The record owns the session: both go.
+                luo.incoming.remove(record);
+                return;
+            }
+            if crate::log_ratelimit() {
+                pr_warn!(
+                    "session {:?} closed before its files could finish; it can be retrieved again\n",
+                    this.name
+                );
+            }
+            // The session stays in its record, with its files, where a new retrieve
+            // finds it.
+            luo.incoming.give_back(record);
         }
-        drop(state);
-        if crate::log_ratelimit() {
-            pr_warn!(
-                "session {:?} closed before its files could finish; it can be retrieved again\n",
-                session.name
-            );
+        Indexed::Outgoing(hash) => {
+            while let Some(file) = state.files.pop() {
+                unpreserve(luo, file);
+            }
+            state.blocks.shrink(0);
+            let owned = luo
+                .outgoing
+                .remove(hash, |s| ptr::eq(&**s, session.as_ptr()));
+            luo.session_blocks.shrink(luo.outgoing.len());
+            drop(core);
+            // Freed outside the lock.
+            drop(owned);
         }
-        // The session goes back to its record, with its files, where a new retrieve
-        // finds it.
-        luo.incoming.give_back(record, session);
-        return;
     }
-    while let Some(file) = state.files.pop() {
-        unpreserve(luo, file);
-    }
-    state.blocks.shrink(0);
-    drop(state);
-    if let Indexed::Outgoing(hash) = session.indexed {
-        luo.outgoing.remove(hash, |s| Arc::ptr_eq(s, &session));
-    }
-    luo.session_blocks.shrink(luo.outgoing.len());
 }
 
 /// # Safety
@@ -420,10 +419,13 @@ unsafe extern "C" fn session_release(
     _inode: *mut bindings::inode,
     file: *mut bindings::file,
 ) -> c_int {
-    // SAFETY: `private_data` holds the reference that `session_file` gave the file, and
-    // release is its last use.
-    let session = unsafe { Arc::<Session>::from_foreign((*file).private_data) };
-    session_closed(session);
+    // SAFETY: The VFS passes the file being released.
+    let private = unsafe { (*file).private_data };
+    if let Some(session) = NonNull::new(private.cast::<Session>()) {
+        // SAFETY: `session_file` made `private_data` point to the session of this file,
+        // and this is its release.
+        unsafe { session_closed(session) };
+    }
     0
 }
 
@@ -431,15 +433,16 @@ unsafe extern "C" fn session_release(
 ///
 /// Called by the VFS for a live session file created by [`session_file`].
 unsafe extern "C" fn session_ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
-    // SAFETY: The file is live for the call, so the reference in `private_data` is too.
-    let session = unsafe { Arc::<Session>::borrow((*file).private_data) };
+    // SAFETY: `private_data` points to the session of this file (`session_file`), which
+    // lives until the file's release, and the file is live for the call.
+    let session = unsafe { &*(*file).private_data.cast::<Session>() };
     match session_command(session, cmd, arg) {
         Ok(()) => 0,
         Err(e) => e.to_errno() as c_long,
     }
 }
 
-fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Result {
+fn session_command(session: &Session, cmd: u32, arg: usize) -> Result {
     let nr = ioctl_nr(cmd);
     if !(CMD_PRESERVE_FD..=CMD_GET_NAME).contains(&nr) {
         return Err(EINVAL);
@@ -454,8 +457,9 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
         CMD_PRESERVE_FD => {
             let ucmd = UserCommand::<FD_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             let (fd, token) = (ucmd.u32_at(4) as i32, ucmd.u64_at(8));
-            let mut luo = LUO.lock();
-            preserve_fd(&mut luo, &mut session.state.lock(), token, fd)?;
+            let mut core = LUO.lock();
+            let Core { luo, key } = &mut *core;
+            preserve_fd(luo, session.state(key), token, fd)?;
             if ucmd.respond().is_err() {
                 if crate::log_ratelimit() {
                     pr_warn!("file preserved, but the reply could not be copied to userspace\n");
@@ -468,8 +472,9 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             let mut ucmd = UserCommand::<FD_ARG_SIZE>::read(arg, cmd_matches, !wrong_side)?;
             let reservation = FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
             let file = {
-                let mut luo = LUO.lock();
-                retrieve_fd(&mut luo, &mut session.state.lock(), ucmd.u64_at(8))?
+                let mut core = LUO.lock();
+                let Core { luo, key } = &mut *core;
+                retrieve_fd(luo, session.state(key), ucmd.u64_at(8))?
             };
             ucmd.set_i32(4, reservation.reserved_fd() as i32);
             ucmd.respond()?;
@@ -481,7 +486,11 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
             if ucmd.u32_at(4) != 0 {
                 return Err(EINVAL);
             }
-            finish_session(&session)?;
+            {
+                let mut core = LUO.lock();
+                let Core { luo, key } = &mut *core;
+                finish(luo, session.state(key))?;
+            }
             ucmd.respond()
         }
         _ => {
@@ -510,12 +519,15 @@ fn session_command(session: ArcBorrow<'_, Session>, cmd: u32, arg: usize) -> Res
 
 /// Freezes every outgoing session's files and writes all sessions and files into their
 /// blocks. On failure everything frozen is thawed and the blocks read as empty again.
-pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
-    let Luo {
-        outgoing,
-        session_blocks,
-        ..
-    } = luo;
+pub(crate) fn serialize(core: &mut Core) -> Result<u64> {
+    let Core {
+        luo: Luo {
+            outgoing,
+            session_blocks,
+            ..
+        },
+        key,
+    } = core;
     // Counts down the files to freeze before the one the corruption test fails.
     #[cfg(CONFIG_LIVEUPDATE_RUST_CORRUPT_TEST)]
     let mut fail_in = crate::corrupt::freeze_to_fail();
@@ -523,8 +535,7 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
     let mut fail_in = None;
     let mut slots = session_blocks.slots_mut();
     for (i, session) in outgoing.values().enumerate() {
-        let mut state = session.state.lock();
-        let state = &mut *state;
+        let state = session.state(key);
         let frozen = if state.files.is_empty() {
             Ok(())
         } else {
@@ -539,8 +550,8 @@ pub(crate) fn serialize(luo: &mut Luo) -> Result<u64> {
             drop(slots);
             // Sessions are independent: the order they are thawed in does not matter.
             for earlier in outgoing.values().take(i) {
-                let mut state = earlier.state.lock();
-                thaw_files(&mut state, usize::MAX);
+                let state = earlier.state(key);
+                thaw_files(state, usize::MAX);
                 state.blocks.set_count(0);
             }
             session_blocks.set_count(0);

@@ -18,8 +18,9 @@ use kernel::{bindings, prelude::*};
 
 use crate::abi::format::SESSION_NAME_LEN;
 
-/// One slot: a hash and its value, or nothing.
-type Slot<V> = Option<(u64, V)>;
+/// One slot: a hash and its value, or nothing (and a hash of no meaning). All zero is
+/// an empty slot, so a new table is one zeroed allocation.
+type Slot<V> = (u64, Option<V>);
 
 /// Fewest slots of a non-empty table.
 const MIN_SLOTS: usize = 16;
@@ -48,7 +49,10 @@ pub(crate) struct NameIndex<V> {
     key: bindings::hsiphash_key_t,
 }
 
-impl<V: Clone> NameIndex<V> {
+impl<V> NameIndex<V>
+where
+    Option<V>: Zeroable,
+{
     /// An empty index, which allocates nothing.
     pub(crate) const fn new() -> Self {
         Self {
@@ -92,7 +96,7 @@ impl<V: Clone> NameIndex<V> {
         let mask = self.slots.len() - 1;
         let mut i = self.home(hash);
         // The table is never full, so the probe reaches an empty slot.
-        while let Some((h, value)) = &self.slots[i] {
+        while let (h, Some(value)) = &self.slots[i] {
             if *h == hash && is(value) {
                 return Some(i);
             }
@@ -104,7 +108,7 @@ impl<V: Clone> NameIndex<V> {
     /// The value with `hash` that `is` picks.
     pub(crate) fn get(&self, hash: u64, is: impl Fn(&V) -> bool) -> Option<&V> {
         let i = self.find(hash, is)?;
-        self.slots[i].as_ref().map(|(_, v)| v)
+        self.slots[i].1.as_ref()
     }
 
     /// Makes room for `additional` more values, so that as many inserts cannot fail.
@@ -122,8 +126,7 @@ impl<V: Clone> NameIndex<V> {
 
     /// Moves every value into a new table of `nslots` slots.
     fn rehash(&mut self, nslots: usize) -> Result {
-        let mut slots = KVVec::with_capacity(nslots, GFP_KERNEL)?;
-        slots.extend_with(nslots, None, GFP_KERNEL)?;
+        let slots = KVVec::zeroed(nslots, GFP_KERNEL)?;
         if self.key.key == [0; 2] {
             // SAFETY: `key` is 16 writable bytes.
             unsafe {
@@ -134,44 +137,48 @@ impl<V: Clone> NameIndex<V> {
             };
         }
         let old = core::mem::replace(&mut self.slots, slots);
-        for (hash, value) in old.into_iter().flatten() {
-            self.place(hash, value);
+        for (hash, value) in old {
+            if let Some(value) = value {
+                self.place(hash, value);
+            }
         }
         Ok(())
     }
 
-    /// Puts `value` in the first free slot from its hash on; room must exist.
-    fn place(&mut self, hash: u64, value: V) {
+    /// Puts `value` in the first free slot from its hash on, and returns it there; room
+    /// must exist.
+    fn place(&mut self, hash: u64, value: V) -> &V {
         let mask = self.slots.len() - 1;
         let mut i = self.home(hash);
-        while self.slots[i].is_some() {
+        while self.slots[i].1.is_some() {
             i = (i + 1) & mask;
         }
-        self.slots[i] = Some((hash, value));
+        self.slots[i].0 = hash;
+        self.slots[i].1.insert(value)
     }
 
-    /// Adds `value` under `hash`, in room made by [`NameIndex::reserve`]; no other value
-    /// may have the same name. Without room the value is handed back.
-    pub(crate) fn insert_reserved(&mut self, hash: u64, value: V) -> core::result::Result<(), V> {
+    /// Adds `value` under `hash`, in room made by [`NameIndex::reserve`], and returns it
+    /// where it now is; no other value may have the same name. Without room the value is
+    /// handed back.
+    pub(crate) fn insert_reserved(&mut self, hash: u64, value: V) -> core::result::Result<&V, V> {
         if !fits(self.len + 1, self.slots.len()) {
             return Err(value);
         }
-        self.place(hash, value);
         self.len += 1;
-        Ok(())
+        Ok(self.place(hash, value))
     }
 
     /// Removes the value with `hash` that `is` picks, and returns it.
     pub(crate) fn remove(&mut self, hash: u64, is: impl Fn(&V) -> bool) -> Option<V> {
         let mut hole = self.find(hash, is)?;
-        let (_, value) = self.slots[hole].take()?;
+        let value = self.slots[hole].1.take()?;
         self.len -= 1;
         // Shift back every later value of the run that may now be found one probe
         // earlier, so that no lookup stops at the hole before reaching its value.
         let mask = self.slots.len() - 1;
         let mut i = (hole + 1) & mask;
-        while let Some((hash, _)) = &self.slots[i] {
-            let home = self.home(*hash);
+        while let &(hash, Some(_)) = &self.slots[i] {
+            let home = self.home(hash);
             // Whether `home` lies cyclically in (hole, i]: then the value stays.
             let stays = if hole <= i {
                 hole < home && home <= i
@@ -179,7 +186,7 @@ impl<V: Clone> NameIndex<V> {
                 hole < home || home <= i
             };
             if !stays {
-                self.slots[hole] = self.slots[i].take();
+                self.slots[hole] = (hash, self.slots[i].1.take());
                 hole = i;
             }
             i = (i + 1) & mask;
@@ -189,9 +196,11 @@ impl<V: Clone> NameIndex<V> {
     }
 
     /// Gives memory back once the table is mostly empty.
+    // Inline: every removal calls it, and it rarely has anything to give back.
+    #[inline]
     fn shrink(&mut self) {
         if self.len == 0 {
-            self.slots = KVVec::new();
+            self.clear();
         } else if self.slots.len() > MIN_SLOTS && self.len * 8 < self.slots.len() {
             // Without memory for a smaller table the larger one stays.
             let _ = self.rehash(self.slots.len() / 2);
@@ -206,8 +215,6 @@ impl<V: Clone> NameIndex<V> {
 
     /// Every value, in no particular order (the same order until the index changes).
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
-        self.slots
-            .iter()
-            .filter_map(|slot| slot.as_ref().map(|(_, v)| v))
+        self.slots.iter().filter_map(|(_, value)| value.as_ref())
     }
 }
