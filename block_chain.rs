@@ -10,7 +10,7 @@
 
 use kernel::{page::PAGE_SIZE, prelude::*};
 
-use crate::abi::chain::{entry_slot, read_header, write_header};
+use crate::abi::chain::{read_header, write_header};
 use crate::abi::format::{
     blocks_for, entries_per_block, BlockHeader, BLOCK_HEADER_SIZE, MAX_BLOCKS,
 };
@@ -98,9 +98,11 @@ impl<const N: usize> OutgoingChain<N> {
     // Inline: every session close calls it, and it rarely has anything to free.
     #[inline]
     pub(crate) fn shrink(&mut self, count: usize) {
-        let nblocks = blocks_for(count, Self::PER_BLOCK);
-        if nblocks < self.blocks.len() {
-            self.truncate_blocks(nblocks);
+        // Blocks are freed when the entries fit in one block less: one multiplication,
+        // where counting the blocks they need is a division.
+        let have = self.blocks.len();
+        if have != 0 && count <= (have - 1) * Self::PER_BLOCK {
+            self.truncate_blocks(blocks_for(count, Self::PER_BLOCK));
         }
     }
 
@@ -114,14 +116,6 @@ impl<const N: usize> OutgoingChain<N> {
             let count = read_header(last.bytes()).count;
             write_header(last.bytes_mut(), BlockHeader { next: 0, count });
         }
-    }
-
-    /// Writes entry `index`; the chain must have room for it.
-    pub(crate) fn store(&mut self, index: usize, encode: impl FnOnce(&mut [u8; N])) -> Result {
-        let block = self.blocks.get_mut(index / Self::PER_BLOCK).ok_or(ENOSPC)?;
-        let slot = entry_slot::<N>(block.bytes_mut(), index % Self::PER_BLOCK).ok_or(ENOSPC)?;
-        encode(slot);
-        Ok(())
     }
 
     /// Every entry slot, in chain order: for writing all entries one after the other.

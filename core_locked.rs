@@ -49,6 +49,11 @@ impl<T> CoreLocked<T> {
         }
     }
 
+    /// The value, taken out.
+    pub(crate) fn into_inner(self) -> T {
+        self.data.into_inner()
+    }
+
     /// The value, for as long as the key is lent.
     pub(crate) fn get_mut<'a>(&'a self, _key: &'a mut CoreKey) -> &'a mut T {
         // SAFETY: Only one key exists, so while it is borrowed mutably for `'a` no other

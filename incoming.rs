@@ -11,6 +11,7 @@
 //! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
 //! 64 KiB claim a whole pageblock at once.
 
+use core::cell::Cell;
 use core::num::NonZeroU32;
 
 use kernel::prelude::*;
@@ -26,25 +27,29 @@ use crate::name_index::NameIndex;
 use crate::Luo;
 
 /// One session from the previous kernel.
+///
+/// Records are shared (`&IncomingSlot`) once restore is over, as a session fd may point
+/// to its session in one at any time; what changes afterwards is in cells.
 pub(crate) struct IncomingSlot {
-    /// The session's name.
-    pub(crate) name: SessionName,
-    /// Its files, while `session` is not built.
-    pub(crate) files: LeanVec<LuoFile>,
-    /// The session with its files, owned here until it finishes; a session fd that
-    /// retrieved it points to it.
-    ///
-    /// Built when the session is read if it has files: those already cost the session
-    /// an allocation there, so one more is in proportion, and a retrieve then
-    /// allocates nothing. A session without files becomes a [`Session`] only when it
-    /// is retrieved, so reading many of them allocates nothing per session.
-    pub(crate) session: Option<KBox<Session>>,
-    /// Whether a session fd holds the session (and its files) now; the session may
-    /// then only be freed by that fd's release.
-    pub(crate) retrieved: bool,
+    /// The session, with its files. Once retrieved, its session fd points here.
+    pub(crate) session: Session,
+    /// Whether a session fd holds the session now; only that fd's release clears it.
+    retrieved: Cell<bool>,
     /// Whether the session finished: it is gone, although the index still finds the
     /// record (the lookup then answers that there is no such session).
-    finished: bool,
+    finished: Cell<bool>,
+}
+
+impl IncomingSlot {
+    /// Whether a session fd holds the session now.
+    pub(crate) fn is_retrieved(&self) -> bool {
+        self.retrieved.get()
+    }
+
+    /// Records that a session fd now holds the session.
+    pub(crate) fn mark_retrieved(&self) {
+        self.retrieved.set(true);
+    }
 }
 
 /// Bytes per array of records: large enough that each array is a multi-page allocation.
@@ -52,12 +57,6 @@ const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Records per array.
 const PER_CHUNK: usize = CHUNK_BYTES / core::mem::size_of::<IncomingSlot>();
-
-/// The record at position `index`.
-fn record(chunks: &KVec<KVec<IncomingSlot>>, index: u32) -> Option<&IncomingSlot> {
-    let i = index as usize;
-    chunks.get(i / PER_CHUNK)?.get(i % PER_CHUNK)
-}
 
 /// The name index's entry for the record at position `index`: the position plus one, so
 /// that an empty slot is all zero. Positions stay far below `u32::MAX`, as there are at
@@ -71,12 +70,6 @@ fn entry_index(entry: NonZeroU32) -> u32 {
     entry.get() - 1
 }
 
-/// The record at position `index`, to change.
-fn record_mut(chunks: &mut KVec<KVec<IncomingSlot>>, index: u32) -> Option<&mut IncomingSlot> {
-    let i = index as usize;
-    chunks.get_mut(i / PER_CHUNK)?.get_mut(i % PER_CHUNK)
-}
-
 /// Sessions up to which names are compared one by one instead of hashed: a table costs
 /// an allocation, a random key and a hash per lookup, more than a few comparisons.
 const FEW: usize = 8;
@@ -85,16 +78,19 @@ const FEW: usize = 8;
 ///
 /// # Invariants
 ///
+/// Records `0..PER_CHUNK` are in `first`, the others in `more`, `PER_CHUNK` to an array.
 /// `by_name` is empty, with at most [`FEW`] records, or holds every record: each value
-/// is the position of a record in `chunks`, under the hash of the record's name.
-/// Records are never moved or removed while any is live: a finished session's record
-/// stays, marked, until the last one finishes and all are freed together. Nothing is
-/// added once restore is over, so the index never needs to forget a name to make room
-/// for another.
+/// is the position of a record, under the hash of the record's name. Records are added
+/// only while restore runs, before any session fd exists; after that none is moved or
+/// changed through a mutable reference, and none is removed while any is live: a
+/// finished session's record stays, marked, until the last one finishes and all are
+/// freed together. So a session fd's pointer to its session stays valid, and the index
+/// never needs to forget a name to make room for another.
 pub(crate) struct IncomingSessions {
-    chunks: KVec<KVec<IncomingSlot>>,
+    first: LeanVec<IncomingSlot>,
+    more: LeanVec<LeanVec<IncomingSlot>>,
     by_name: NameIndex<NonZeroU32>,
-    /// Records in `chunks`, live or not.
+    /// Records, live or not.
     records: usize,
     /// Records whose session has not finished.
     live: usize,
@@ -106,7 +102,8 @@ impl IncomingSessions {
     /// No sessions.
     pub(crate) const fn new() -> Self {
         Self {
-            chunks: KVec::new(),
+            first: LeanVec::new(),
+            more: LeanVec::new(),
             by_name: NameIndex::new(),
             records: 0,
             live: 0,
@@ -114,14 +111,23 @@ impl IncomingSessions {
         }
     }
 
+    /// The record at position `index`.
+    fn record(&self, index: u32) -> Option<&IncomingSlot> {
+        let i = index as usize;
+        match i.checked_sub(PER_CHUNK) {
+            None => self.first.get(i),
+            Some(j) => self.more.get(j / PER_CHUNK)?.get(j % PER_CHUNK),
+        }
+    }
+
     /// Makes room for `count` more sessions.
     pub(crate) fn reserve(&mut self, count: usize) -> Result {
         let records = self.records.checked_add(count).ok_or(ENOMEM)?;
         self.expected = self.expected.max(records);
-        let chunks = records.div_ceil(PER_CHUNK);
-        if chunks > self.chunks.len() {
-            self.chunks
-                .reserve(chunks - self.chunks.len(), GFP_KERNEL)?;
+        let more = records.saturating_sub(PER_CHUNK).div_ceil(PER_CHUNK);
+        let have = self.more.len();
+        if more > have {
+            self.more.reserve(more - have, GFP_KERNEL)?;
         }
         if self.by_name.has_table() {
             return self.by_name.reserve(count);
@@ -132,8 +138,8 @@ impl IncomingSessions {
         // From a few sessions to many: every record goes into a new table. The few are
         // all in the first array, in position order.
         self.by_name.reserve(records)?;
-        for (index, record) in (0u32..).zip(self.chunks.iter().flatten()) {
-            let hash = self.by_name.hash(record.name.as_field());
+        for (index, record) in (0u32..).zip(self.first.iter()) {
+            let hash = self.by_name.hash(record.session.name.as_field());
             // Cannot fail: room for all was reserved above.
             let _ = self.by_name.insert_reserved(hash, index_entry(index));
         }
@@ -154,17 +160,16 @@ impl IncomingSessions {
         hash: Option<u64>,
         name: &[u8; SESSION_NAME_LEN],
     ) -> Option<u32> {
-        let chunks = &self.chunks;
-        let is = |r: &IncomingSlot| !r.finished && r.name.as_field() == name;
+        let is = |r: &IncomingSlot| !r.finished.get() && r.session.name.as_field() == name;
         match hash {
             Some(hash) => self
                 .by_name
                 .get(hash, |&entry| {
-                    record(chunks, entry_index(entry)).is_some_and(is)
+                    self.record(entry_index(entry)).is_some_and(is)
                 })
                 .map(|&entry| entry_index(entry)),
-            None => chunks
-                .first()?
+            None => self
+                .first
                 .iter()
                 .take(FEW)
                 .position(is)
@@ -172,13 +177,33 @@ impl IncomingSessions {
         }
     }
 
-    /// The position of the live session named `name`.
-    fn find(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<u32> {
-        self.find_hashed(self.name_hash(name), name)
+    /// The array that the next record goes into, with room for it.
+    fn array_for_next(&mut self) -> Result<&mut LeanVec<IncomingSlot>> {
+        // A few sessions take a small array (and a small free when they are gone);
+        // many take whole 64 KiB arrays.
+        let size = self
+            .expected
+            .saturating_sub(self.records)
+            .clamp(1, PER_CHUNK);
+        let array = if self.records < PER_CHUNK {
+            &mut self.first
+        } else {
+            if (self.records - PER_CHUNK) % PER_CHUNK == 0 {
+                let mut array = LeanVec::new();
+                array.reserve(size, GFP_KERNEL)?;
+                self.more.push(array, GFP_KERNEL)?;
+            }
+            self.more.last_mut().ok_or(ENOMEM)?
+        };
+        // A small array grows up to `PER_CHUNK` records; records move only now, while
+        // restore runs.
+        let additional = if array.capacity() == 0 { size } else { 1 };
+        array.reserve(additional, GFP_KERNEL)?;
+        Ok(array)
     }
 
     /// Adds a session, whose name must be absent; `hash` is its [`name_hash`] if that
-    /// was taken. On failure the files are handed back.
+    /// was taken. Only restore adds sessions. On failure the files are handed back.
     ///
     /// [`name_hash`]: IncomingSessions::name_hash
     pub(crate) fn add(
@@ -193,27 +218,6 @@ impl IncomingSessions {
         if self.reserve(1).is_err() {
             return Err(files);
         }
-        if self.records % PER_CHUNK == 0 {
-            // A few sessions take a small array (and a small free when they are gone);
-            // many take whole 64 KiB arrays.
-            let size = (self.expected - self.records).clamp(1, PER_CHUNK);
-            let chunk = match KVec::with_capacity(size, GFP_KERNEL) {
-                Ok(chunk) => chunk,
-                Err(_) => return Err(files),
-            };
-            // Cannot fail: room for the chunk was reserved above.
-            if self.chunks.push_within_capacity(chunk).is_err() {
-                return Err(files);
-            }
-        }
-        let Some(chunk) = self.chunks.last_mut() else {
-            return Err(files);
-        };
-        // A small array grows up to `PER_CHUNK` records: positions stay valid, as
-        // records are found by position, never by address.
-        if chunk.reserve(1, GFP_KERNEL).is_err() {
-            return Err(files);
-        }
         // Stable: the key is fixed once the index has a table, and `hash` was taken
         // with one.
         let hash = match (self.by_name.has_table(), hash) {
@@ -221,18 +225,18 @@ impl IncomingSessions {
             (true, Some(hash)) => Some(hash),
             (true, None) => Some(self.by_name.hash(name.as_field())),
         };
-        let record = IncomingSlot {
-            name,
-            files,
-            session: None,
-            retrieved: false,
-            finished: false,
+        let array = match self.array_for_next() {
+            Ok(array) => array,
+            Err(_) => return Err(files),
         };
-        if let Err(err) = chunk.push_within_capacity(record) {
-            return Err(err.0.files);
+        let record = IncomingSlot {
+            session: Session::incoming(name, index, files),
+            retrieved: Cell::new(false),
+            finished: Cell::new(false),
+        };
+        if let Err(err) = array.push_within_capacity(record) {
+            return Err(err.0.session.into_files());
         }
-        self.records += 1;
-        self.live += 1;
         // INVARIANT: The record just pushed is at `index`, under its name, if the index
         // has a table.
         let indexed = match hash {
@@ -244,60 +248,55 @@ impl IncomingSessions {
         };
         if indexed.is_err() {
             // Cannot happen, room was reserved above; the record is taken back out.
-            self.records -= 1;
-            self.live -= 1;
-            let record = self.chunks.last_mut().and_then(|chunk| chunk.pop());
-            return Err(record.map_or_else(LeanVec::new, |record| record.files));
+            let array = if self.records < PER_CHUNK {
+                Some(&mut self.first)
+            } else {
+                self.more.last_mut()
+            };
+            let record = array.and_then(|array| array.pop());
+            return Err(record.map_or_else(LeanVec::new, |record| record.session.into_files()));
         }
-        if let Some(record) = record_mut(&mut self.chunks, index) {
-            if !record.files.is_empty() {
-                // Without the memory the files wait in the record for the retrieve.
-                record.session = Session::incoming_with(record.name, index, &mut record.files);
-            }
-        }
+        self.records += 1;
+        self.live += 1;
         Ok(())
     }
 
-    /// The session named `name`, and its position.
-    pub(crate) fn get_mut(
-        &mut self,
-        name: &[u8; SESSION_NAME_LEN],
-    ) -> Option<(u32, &mut IncomingSlot)> {
-        let index = self.find(name)?;
-        Some((index, record_mut(&mut self.chunks, index)?))
+    /// The live session named `name`, and its position.
+    pub(crate) fn get(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<(u32, &IncomingSlot)> {
+        let index = self.find_hashed(self.name_hash(name), name)?;
+        Some((index, self.record(index)?))
     }
 
     /// Makes the session at position `index` retrievable again, with its files, when
     /// the session fd that held it is gone without finishing them.
-    pub(crate) fn give_back(&mut self, index: u32) {
-        if let Some(record) = record_mut(&mut self.chunks, index) {
-            record.retrieved = false;
+    pub(crate) fn give_back(&self, index: u32) {
+        if let Some(record) = self.record(index) {
+            record.retrieved.set(false);
         }
     }
 
-    /// Forgets the session at position `index`: its record is emptied and marked, and
+    /// Forgets the finished session at position `index`: its record is marked, and
     /// every record freed once none is live.
     pub(crate) fn remove(&mut self, index: u32) {
-        let Some(record) = record_mut(&mut self.chunks, index) else {
+        let Some(record) = self.record(index) else {
             return;
         };
-        if record.finished {
+        if record.finished.get() {
             return;
         }
-        record.finished = true;
-        record.retrieved = false;
-        record.files = LeanVec::new();
-        record.session = None;
+        record.finished.set(true);
+        record.retrieved.set(false);
         self.live -= 1;
         if self.live == 0 {
             self.clear();
         }
     }
 
-    /// Drops every session.
+    /// Drops every session; none may be retrieved.
     pub(crate) fn clear(&mut self) {
         self.by_name.clear();
-        self.chunks = KVec::new();
+        self.first = LeanVec::new();
+        self.more = LeanVec::new();
         self.records = 0;
         self.live = 0;
         self.expected = 0;

@@ -58,6 +58,7 @@ use abi::format::{
 };
 use abi::restore::RestoreError;
 use block_chain::OutgoingChain;
+use core::sync::atomic::AtomicU32;
 use core_locked::CoreKey;
 use incoming::{IncomingBuilder, IncomingSessions};
 use kho::{PreservedPage, RestoredBlocks};
@@ -225,7 +226,7 @@ fn early_init() {
     }
     read_handover();
     if LUO.lock().pending.is_none() {
-        DEVICE_STATE.store(INCOMING_READ, Relaxed);
+        DEVICE_STATE.store(INCOMING_READ, core::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -439,7 +440,13 @@ pub extern "C" fn liveupdate_reboot() -> c_int {
 
 /// `/dev/liveupdate`: [`DEVICE_OPEN`] and [`INCOMING_READ`], in one word so that an open
 /// is one atomic operation.
-static DEVICE_STATE: Atomic<u32> = Atomic::new(0);
+///
+/// A `core` atomic: the kernel crate's atomics call out-of-line C helpers unless the
+/// kernel is built with `CONFIG_RUST_INLINE_HELPERS` (clang and rustc on the same
+/// LLVM), and that call was most of what the core added to an open. The word is only
+/// compared-and-exchanged (sequentially consistent: `lock cmpxchg`, as C's
+/// `atomic_cmpxchg()`) and stored with release or, before the device exists, relaxed.
+static DEVICE_STATE: AtomicU32 = AtomicU32::new(0);
 
 /// Set while a process holds `/dev/liveupdate` open: only one may.
 const DEVICE_OPEN: u32 = 1;
@@ -447,6 +454,23 @@ const DEVICE_OPEN: u32 = 1;
 /// Set once the previous kernel's sessions have been read (at the first open), or when
 /// there are none to read.
 const INCOMING_READ: u32 = 2;
+
+/// The first open, which reads the previous kernel's sessions, or an open while the device
+/// is busy.
+// Apart, so that the frequent open saves no registers for it.
+#[inline(never)]
+fn first_open() -> Result<()> {
+    use core::sync::atomic::Ordering::{Release, SeqCst};
+    if DEVICE_STATE
+        .compare_exchange(0, DEVICE_OPEN, SeqCst, SeqCst)
+        .is_err()
+    {
+        return Err(EBUSY);
+    }
+    read_incoming_sessions(&mut LUO.lock());
+    DEVICE_STATE.store(INCOMING_READ | DEVICE_OPEN, Release);
+    Ok(())
+}
 
 const CMD_CREATE_SESSION: u32 = 0x00;
 const CMD_RETRIEVE_SESSION: u32 = 0x01;
@@ -459,25 +483,19 @@ impl MiscDevice for LuoDevice {
     type Ptr = ();
 
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
-        use kernel::sync::atomic::{Full, Release};
+        use core::sync::atomic::Ordering::SeqCst;
         if DEVICE_STATE
-            .cmpxchg(INCOMING_READ, INCOMING_READ | DEVICE_OPEN, Full)
+            .compare_exchange(INCOMING_READ, INCOMING_READ | DEVICE_OPEN, SeqCst, SeqCst)
             .is_ok()
         {
             return Ok(());
         }
-        // The first open, or the device is busy.
-        if DEVICE_STATE.cmpxchg(0, DEVICE_OPEN, Full).is_err() {
-            return Err(EBUSY);
-        }
-        read_incoming_sessions(&mut LUO.lock());
-        DEVICE_STATE.store(INCOMING_READ | DEVICE_OPEN, Release);
-        Ok(())
+        first_open()
     }
 
     fn release(_device: (), _file: &File) {
         // Only the holder changes the state while the device is open.
-        DEVICE_STATE.store(INCOMING_READ, kernel::sync::atomic::Release);
+        DEVICE_STATE.store(INCOMING_READ, core::sync::atomic::Ordering::Release);
     }
 
     fn ioctl(_device: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
@@ -492,15 +510,16 @@ impl MiscDevice for LuoDevice {
         )?;
         let reservation =
             kernel::fs::file::FileDescriptorReservation::get_unused_fd_flags(bindings::O_CLOEXEC)?;
-        let name: [u8; SESSION_NAME_LEN] = abi::format::get_bytes(&ucmd.buf, 8);
         ucmd.set_i32(4, reservation.reserved_fd() as i32);
+        // The name field, read where it is (`fd` above is outside it).
+        let name: &[u8; SESSION_NAME_LEN] = ucmd.buf[8..].first_chunk().ok_or(EINVAL)?;
         if nr == CMD_CREATE_SESSION {
-            let file = luo_session::create_session(&name)?;
+            let file = luo_session::create_session(name)?;
             // On failure the file is dropped, and with it the new session.
             ucmd.respond()?;
             reservation.fd_install(file);
         } else {
-            let file = luo_session::retrieve_session(&name)?;
+            let file = luo_session::retrieve_session(name)?;
             // On failure the file is dropped, which finishes the session, as upstream.
             ucmd.respond()?;
             reservation.fd_install(file);

@@ -24,7 +24,7 @@ use kernel::{
 };
 
 use crate::abi::format::{
-    cut_c_str, get_bytes, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
+    cut_c_str, FileEntry, SessionEntry, SessionName, FILE_ENTRY_SIZE, SESSION_NAME_LEN,
 };
 use crate::block_chain::OutgoingChain;
 use crate::core_locked::{CoreKey, CoreLocked};
@@ -52,8 +52,8 @@ pub(crate) enum Indexed {
 
 /// A session.
 ///
-/// Owned by the outgoing index, or by its incoming record; its session fd points to it,
-/// and only that fd's release frees it.
+/// Kept by the outgoing index (boxed), or in its incoming record; its session fd points
+/// to it, and only that fd's release frees it or lets it go.
 pub(crate) struct Session {
     /// The name, unique among outgoing sessions and among incoming ones.
     pub(crate) name: SessionName,
@@ -72,31 +72,37 @@ pub(crate) struct SessionState {
 }
 
 impl Session {
-    /// A session of `files`; without memory the files are left in place.
-    fn new_with(
-        name: SessionName,
-        indexed: Indexed,
-        files: &mut LeanVec<LuoFile>,
-    ) -> Result<KBox<Self>> {
-        let room = KBox::new_uninit(GFP_KERNEL)?;
-        Ok(room.write(Self {
-            name,
-            indexed,
-            state: CoreLocked::new(SessionState {
-                files: core::mem::take(files),
-                blocks: OutgoingChain::new(),
+    /// A new outgoing session, under `hash` in the outgoing index.
+    fn outgoing(name: &SessionName, hash: u64) -> Result<KBox<Self>> {
+        // Built in place: moving a whole session into its box is a `memcpy()` call.
+        KBox::init(
+            init!(Self {
+                name: *name,
+                indexed: Indexed::Outgoing(hash),
+                state: CoreLocked::new(SessionState {
+                    files: LeanVec::new(),
+                    blocks: OutgoingChain::new(),
+                }),
             }),
-        }))
+            GFP_KERNEL,
+        )
     }
 
-    /// The session of the previous kernel's record at `record`, taking its `files`;
-    /// `None` (the files left in place) without memory.
-    pub(crate) fn incoming_with(
-        name: SessionName,
-        record: u32,
-        files: &mut LeanVec<LuoFile>,
-    ) -> Option<KBox<Self>> {
-        Self::new_with(name, Indexed::Incoming(record), files).ok()
+    /// The session of the previous kernel's record at `record`, with its `files`.
+    pub(crate) fn incoming(name: SessionName, record: u32, files: LeanVec<LuoFile>) -> Self {
+        Self {
+            name,
+            indexed: Indexed::Incoming(record),
+            state: CoreLocked::new(SessionState {
+                files,
+                blocks: OutgoingChain::new(),
+            }),
+        }
+    }
+
+    /// The session's files, taken out of it.
+    pub(crate) fn into_files(self) -> LeanVec<LuoFile> {
+        self.state.into_inner().files
     }
 
     /// The session's mutable state, reached with the global lock's key.
@@ -155,16 +161,12 @@ unsafe fn session_file(session: &Session) -> Result<ARef<File>> {
 }
 
 /// The name in a userspace structure, when it is a valid new session name.
-fn new_session_name(field: &[u8]) -> Result<SessionName> {
-    let raw: [u8; SESSION_NAME_LEN] = field
-        .get(..SESSION_NAME_LEN)
-        .and_then(|f| f.try_into().ok())
-        .ok_or(EINVAL)?;
-    SessionName::from_field(&raw).map_err(|_| EINVAL)
+fn new_session_name(field: &[u8; SESSION_NAME_LEN]) -> Result<SessionName> {
+    SessionName::from_field(field).map_err(|_| EINVAL)
 }
 
 /// `LIVEUPDATE_IOCTL_CREATE_SESSION`: a new outgoing session named `field`.
-pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
+pub(crate) fn create_session(field: &[u8; SESSION_NAME_LEN]) -> Result<ARef<File>> {
     let name = new_session_name(field)?;
     let mut core = LUO.lock();
     let luo = &mut core.luo;
@@ -177,7 +179,7 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
         if luo.outgoing.get(hash, |s| s.name == name).is_some() {
             return Err(EEXIST);
         }
-        let session = Session::new_with(name, Indexed::Outgoing(hash), &mut LeanVec::new())?;
+        let session = Session::outgoing(&name, hash)?;
         let session = luo
             .outgoing
             .insert_reserved(hash, session)
@@ -196,29 +198,20 @@ pub(crate) fn create_session(field: &[u8]) -> Result<ARef<File>> {
 }
 
 /// `LIVEUPDATE_IOCTL_RETRIEVE_SESSION`: the incoming session named `field`, once.
-pub(crate) fn retrieve_session(field: &[u8]) -> Result<ARef<File>> {
+pub(crate) fn retrieve_session(field: &[u8; SESSION_NAME_LEN]) -> Result<ARef<File>> {
     // Names are compared over at most 64 bytes; one without a NUL matches nothing.
-    let mut key: [u8; SESSION_NAME_LEN] = get_bytes(field, 0);
+    let mut key = *field;
     cut_c_str(&mut key).ok_or(ENOENT)?;
 
-    let mut luo = LUO.lock();
-    let (index, record) = luo.incoming.get_mut(&key).ok_or(ENOENT)?;
-    if record.retrieved {
+    let luo = LUO.lock();
+    let (_, record) = luo.incoming.get(&key).ok_or(ENOENT)?;
+    if record.is_retrieved() {
         return Err(EINVAL);
     }
-    let session = match &mut record.session {
-        Some(session) => session,
-        // Files left in the record (no memory for their session when it was read).
-        none => none.insert(Session::new_with(
-            record.name,
-            Indexed::Incoming(index),
-            &mut record.files,
-        )?),
-    };
-    // SAFETY: The record keeps the session, and marked retrieved it is freed only by the
-    // file's release. Without a file, everything stays as it was.
-    let file = unsafe { session_file(session) }?;
-    record.retrieved = true;
+    // SAFETY: Records do not move once restored, and a retrieved record's session stays
+    // until the file's release lets it go. Without a file, nothing changed.
+    let file = unsafe { session_file(&record.session) }?;
+    record.mark_retrieved();
     Ok(file)
 }
 
@@ -334,7 +327,7 @@ fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<AR
 
 /// `LIVEUPDATE_SESSION_FINISH`: hands every file back to its handler, or none.
 // Inline: most sessions have no files left when they finish or close.
-#[inline]
+#[inline(always)]
 fn finish(luo: &mut Luo, state: &mut SessionState) -> Result {
     if state.files.is_empty() {
         return Ok(());
@@ -580,35 +573,51 @@ pub(crate) fn serialize(core: &mut Core) -> Result<u64> {
 /// `fail_in`: the number of files to freeze before one fails with `EIO`, for the
 /// corruption test; counted down across sessions.
 fn freeze_files(state: &mut SessionState, fail_in: &mut Option<usize>) -> Result {
-    for i in 0..state.files.len() {
-        let fail = *fail_in == Some(0);
-        *fail_in = fail_in.and_then(|n| n.checked_sub(1));
-        if fail {
-            pr_warn!("TEST ONLY: failing the freeze of a file\n");
-        }
-        let file = &mut state.files[i];
+    let SessionState { files, blocks } = state;
+    // The chain has a slot for every file: it grows with each preserve.
+    let mut slots = blocks.slots_mut();
+    let mut failed = None;
+    for (i, file) in files.iter_mut().enumerate() {
+        let fail = match fail_in {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
         let frozen = match (file.handler, file.file.as_ref()) {
-            _ if fail => Err(EIO),
+            _ if fail => {
+                pr_warn!("TEST ONLY: failing the freeze of a file\n");
+                Err(EIO)
+            }
             (Some(handler), Some(f)) => handler.freeze(f, &mut file.state).map(|()| handler),
             _ => Err(EINVAL),
         };
         let handler = match frozen {
             Ok(handler) => handler,
             Err(e) => {
-                thaw_files(state, i);
-                return Err(e);
+                failed = Some((i, e));
+                break;
             }
+        };
+        let Some(slot) = slots.next() else {
+            failed = Some((i + 1, ENOSPC));
+            break;
         };
         // The handler's compatible string is written up to its NUL, over the zeros of a
         // fresh or cleared slot.
-        let (data, token) = (file.state.data, file.token);
-        let stored = state.blocks.store(i, |slot| {
-            FileEntry::encode_fields_over_zero(slot, handler.compatible_raw(), data, token)
-        });
-        if let Err(e) = stored {
-            thaw_files(state, i + 1);
-            return Err(e);
-        }
+        FileEntry::encode_fields_over_zero(
+            slot,
+            handler.compatible_raw(),
+            file.state.data,
+            file.token,
+        );
+    }
+    drop(slots);
+    if let Some((frozen, e)) = failed {
+        thaw_files(state, frozen);
+        return Err(e);
     }
     state.blocks.set_count(state.files.len());
     Ok(())

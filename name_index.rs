@@ -209,7 +209,11 @@ where
 
     /// Removes every value.
     pub(crate) fn clear(&mut self) {
-        self.slots = KVVec::new();
+        // Dropping even an empty `KVVec` calls the allocator; an index without a table
+        // has nothing to free.
+        if self.slots.capacity() != 0 {
+            self.slots = KVVec::new();
+        }
         self.len = 0;
     }
 

@@ -263,16 +263,18 @@ impl SessionName {
     /// Accepts `raw` (a 64-byte name field) when it holds a non-empty NUL-terminated
     /// string; bytes after the NUL are ignored, as the writer may leave stale ones there.
     pub fn from_field(raw: &[u8; SESSION_NAME_LEN]) -> Result<Self, FormatError> {
-        let mut bytes = *raw;
-        let len = cut_c_str(&mut bytes).ok_or(FormatError::Unterminated)?;
+        // Cut in place: a 64-byte move is a `memcpy()` call in a kernel built for size.
+        let mut name = Self {
+            bytes: *raw,
+            len: 0,
+        };
+        let len = cut_c_str(&mut name.bytes).ok_or(FormatError::Unterminated)?;
         if len == 0 {
             return Err(FormatError::EmptyName);
         }
-        Ok(Self {
-            bytes,
-            // A NUL was found within 64 bytes, so `len` is at most 63.
-            len: len as u8,
-        })
+        // A NUL was found within 64 bytes, so `len` is at most 63.
+        name.len = len as u8;
+        Ok(name)
     }
 
     /// The name without its NUL.
