@@ -368,14 +368,15 @@ fn finish_files(luo: &mut Luo, state: &mut SessionState) -> Result {
 unsafe fn session_closed(session: NonNull<Session>) {
     let mut core = LUO.lock();
     let Core { luo, key } = &mut *core;
-    // SAFETY: The session lives until this release frees it (`session_file`); the
+    // SAFETY: The session lives until this release lets it go (`session_file`); the
     // reference is not used after that.
     let this = unsafe { session.as_ref() };
     let state = this.state(key);
     match this.indexed {
         Indexed::Incoming(record) => {
             if finish(luo, state).is_ok() {
-                // The record owns the session: both go.
+                // The session is in its record: marked finished, and freed with the
+                // last record.
                 luo.incoming.remove(record);
                 return;
             }
