@@ -4,12 +4,13 @@
 //!
 //! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root
 //! and the FLB page) and may bring back hundreds of thousands of sessions, most of
-//! which stay untouched until userspace asks for them. Each is kept as a small record
-//! (name and files) in arrays of 64 KiB, and gets a full
-//! [`Session`](crate::luo_session::Session) when it has files or is retrieved. One allocation per restored session was the dominant cost of
-//! a large restore: after a kexec with KHO, the page allocator hands out single
-//! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
-//! 64 KiB claim a whole pageblock at once.
+//! which stay untouched until userspace asks for them. Each is a record, the
+//! [`Session`](crate::luo_session::Session) itself with two flags, in arrays of 64 KiB
+//! (one small array for a few sessions); a retrieved session's fd points into its
+//! record. One allocation per restored session was the dominant cost of a large
+//! restore: after a kexec with KHO, the page allocator hands out single unmovable pages
+//! slowly, one pageblock claim attempt per slab page, while requests of 64 KiB claim a
+//! whole pageblock at once.
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
@@ -261,10 +262,9 @@ impl IncomingSessions {
         Ok(())
     }
 
-    /// The live session named `name`, and its position.
-    pub(crate) fn get(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<(u32, &IncomingSlot)> {
-        let index = self.find_hashed(self.name_hash(name), name)?;
-        Some((index, self.record(index)?))
+    /// The live session named `name`.
+    pub(crate) fn get(&self, name: &[u8; SESSION_NAME_LEN]) -> Option<&IncomingSlot> {
+        self.record(self.find_hashed(self.name_hash(name), name)?)
     }
 
     /// Makes the session at position `index` retrievable again, with its files, when

@@ -160,14 +160,9 @@ unsafe fn session_file(session: &Session) -> Result<ARef<File>> {
     Ok(unsafe { ARef::from_raw(NonNull::new_unchecked(file.cast::<File>())) })
 }
 
-/// The name in a userspace structure, when it is a valid new session name.
-fn new_session_name(field: &[u8; SESSION_NAME_LEN]) -> Result<SessionName> {
-    SessionName::from_field(field).map_err(|_| EINVAL)
-}
-
 /// `LIVEUPDATE_IOCTL_CREATE_SESSION`: a new outgoing session named `field`.
 pub(crate) fn create_session(field: &[u8; SESSION_NAME_LEN]) -> Result<ARef<File>> {
-    let name = new_session_name(field)?;
+    let name = SessionName::from_field(field).map_err(|_| EINVAL)?;
     let mut core = LUO.lock();
     let luo = &mut core.luo;
     let count = luo.outgoing.len();
@@ -204,7 +199,7 @@ pub(crate) fn retrieve_session(field: &[u8; SESSION_NAME_LEN]) -> Result<ARef<Fi
     cut_c_str(&mut key).ok_or(ENOENT)?;
 
     let luo = LUO.lock();
-    let (_, record) = luo.incoming.get(&key).ok_or(ENOENT)?;
+    let record = luo.incoming.get(&key).ok_or(ENOENT)?;
     if record.is_retrieved() {
         return Err(EINVAL);
     }
@@ -360,7 +355,8 @@ fn finish_files(luo: &mut Luo, state: &mut SessionState) -> Result {
 }
 
 /// The session fd of `session` is gone: an outgoing session is unpreserved and freed, an
-/// incoming one finished and freed, or kept for a new retrieve when it cannot finish.
+/// incoming one finished (its record is freed with the last one), or kept for a new
+/// retrieve when it cannot finish.
 ///
 /// # Safety
 ///
