@@ -6,7 +6,7 @@
 //! and the FLB page) and may bring back hundreds of thousands of sessions, most of
 //! which stay untouched until userspace asks for them. Each is a record, the
 //! [`Session`](crate::luo_session::Session) itself with two flags, in arrays of 64 KiB
-//! (one small array for a few sessions); a retrieved session's fd points into its
+//! (a few sessions in place, without an allocation); a retrieved session's fd points into its
 //! record. One allocation per restored session was the dominant cost of a large
 //! restore: after a kexec with KHO, the page allocator hands out single unmovable pages
 //! slowly, one pageblock claim attempt per slab page, while requests of 64 KiB claim a
@@ -79,8 +79,9 @@ const FEW: usize = 8;
 ///
 /// # Invariants
 ///
-/// Records `0..PER_CHUNK` are in `first`, the others in `more`, `PER_CHUNK` to an array.
-/// `by_name` is empty, with at most [`FEW`] records, or holds every record: each value
+/// Records `0..FEW` are in `few`, the next `PER_CHUNK` in `first`, the others in `more`,
+/// `PER_CHUNK` to an array. `by_name` is empty, with at most [`FEW`] records, or holds
+/// every record: each value
 /// is the position of a record, under the hash of the record's name. Records are added
 /// only while restore runs, before any session fd exists; after that none is moved or
 /// changed through a mutable reference, and none is removed while any is live: a
@@ -88,6 +89,9 @@ const FEW: usize = 8;
 /// freed together. So a session fd's pointer to its session stays valid, and the index
 /// never needs to forget a name to make room for another.
 pub(crate) struct IncomingSessions {
+    /// The first records, in place: the usual handover, a handful of sessions, neither
+    /// allocates when it is restored nor frees when the last session is gone.
+    few: [Option<IncomingSlot>; FEW],
     first: LeanVec<IncomingSlot>,
     more: LeanVec<LeanVec<IncomingSlot>>,
     by_name: NameIndex<NonZeroU32>,
@@ -103,6 +107,7 @@ impl IncomingSessions {
     /// No sessions.
     pub(crate) const fn new() -> Self {
         Self {
+            few: [const { None }; FEW],
             first: LeanVec::new(),
             more: LeanVec::new(),
             by_name: NameIndex::new(),
@@ -115,6 +120,9 @@ impl IncomingSessions {
     /// The record at position `index`.
     fn record(&self, index: u32) -> Option<&IncomingSlot> {
         let i = index as usize;
+        let Some(i) = i.checked_sub(FEW) else {
+            return self.few.get(i)?.as_ref();
+        };
         match i.checked_sub(PER_CHUNK) {
             None => self.first.get(i),
             Some(j) => self.more.get(j / PER_CHUNK)?.get(j % PER_CHUNK),
@@ -125,7 +133,7 @@ impl IncomingSessions {
     pub(crate) fn reserve(&mut self, count: usize) -> Result {
         let records = self.records.checked_add(count).ok_or(ENOMEM)?;
         self.expected = self.expected.max(records);
-        let more = records.saturating_sub(PER_CHUNK).div_ceil(PER_CHUNK);
+        let more = records.saturating_sub(FEW + PER_CHUNK).div_ceil(PER_CHUNK);
         let have = self.more.len();
         if more > have {
             self.more.reserve(more - have, GFP_KERNEL)?;
@@ -137,9 +145,9 @@ impl IncomingSessions {
             return Ok(());
         }
         // From a few sessions to many: every record goes into a new table. The few are
-        // all in the first array, in position order.
+        // all in place, in position order.
         self.by_name.reserve(records)?;
-        for (index, record) in (0u32..).zip(self.first.iter()) {
+        for (index, record) in (0u32..).zip(self.few.iter().flatten()) {
             let hash = self.by_name.hash(record.session.name.as_field());
             // Cannot fail: room for all was reserved above.
             let _ = self.by_name.insert_reserved(hash, index_entry(index));
@@ -170,15 +178,15 @@ impl IncomingSessions {
                 })
                 .map(|&entry| entry_index(entry)),
             None => self
-                .first
+                .few
                 .iter()
-                .take(FEW)
-                .position(is)
+                .position(|r| r.as_ref().is_some_and(is))
                 .and_then(|i| i.try_into().ok()),
         }
     }
 
-    /// The array that the next record goes into, with room for it.
+    /// The array that the next record goes into, with room for it, once the few places
+    /// are taken.
     fn array_for_next(&mut self) -> Result<&mut LeanVec<IncomingSlot>> {
         // A few sessions take a small array (and a small free when they are gone);
         // many take whole 64 KiB arrays.
@@ -186,10 +194,11 @@ impl IncomingSessions {
             .expected
             .saturating_sub(self.records)
             .clamp(1, PER_CHUNK);
-        let array = if self.records < PER_CHUNK {
+        let beyond_few = self.records.saturating_sub(FEW);
+        let array = if beyond_few < PER_CHUNK {
             &mut self.first
         } else {
-            if (self.records - PER_CHUNK) % PER_CHUNK == 0 {
+            if (beyond_few - PER_CHUNK) % PER_CHUNK == 0 {
                 let mut array = LeanVec::new();
                 array.reserve(size, GFP_KERNEL)?;
                 self.more.push(array, GFP_KERNEL)?;
@@ -226,17 +235,21 @@ impl IncomingSessions {
             (true, Some(hash)) => Some(hash),
             (true, None) => Some(self.by_name.hash(name.as_field())),
         };
-        let array = match self.array_for_next() {
-            Ok(array) => array,
-            Err(_) => return Err(files),
-        };
         let record = IncomingSlot {
             session: Session::incoming(name, index, files),
             retrieved: Cell::new(false),
             finished: Cell::new(false),
         };
-        if let Err(err) = array.push_within_capacity(record) {
-            return Err(err.0.session.into_files());
+        if let Some(place) = self.few.get_mut(self.records) {
+            *place = Some(record);
+        } else {
+            let array = match self.array_for_next() {
+                Ok(array) => array,
+                Err(_) => return Err(record.session.into_files()),
+            };
+            if let Err(err) = array.push_within_capacity(record) {
+                return Err(err.0.session.into_files());
+            }
         }
         // INVARIANT: The record just pushed is at `index`, under its name, if the index
         // has a table.
@@ -249,12 +262,11 @@ impl IncomingSessions {
         };
         if indexed.is_err() {
             // Cannot happen, room was reserved above; the record is taken back out.
-            let array = if self.records < PER_CHUNK {
-                Some(&mut self.first)
-            } else {
-                self.more.last_mut()
+            let record = match self.few.get_mut(self.records) {
+                Some(place) => place.take(),
+                None if self.records - FEW < PER_CHUNK => self.first.pop(),
+                None => self.more.last_mut().and_then(|array| array.pop()),
             };
-            let record = array.and_then(|array| array.pop());
             return Err(record.map_or_else(LeanVec::new, |record| record.session.into_files()));
         }
         self.records += 1;
@@ -295,6 +307,9 @@ impl IncomingSessions {
     /// Drops every session; none may be retrieved.
     pub(crate) fn clear(&mut self) {
         self.by_name.clear();
+        for place in self.few.iter_mut().take(self.records) {
+            *place = None;
+        }
         self.first = LeanVec::new();
         self.more = LeanVec::new();
         self.records = 0;

@@ -17,6 +17,8 @@ mod tests {
     use crate::block_chain::OutgoingChain;
     use crate::kho::{kho_enabled, PreservedPage};
     use crate::lean_vec::LeanVec;
+    use crate::luo_file::LuoFile;
+    use crate::luo_session::position_of_token;
     use crate::name_index::NameIndex;
     use crate::{uapi, Luo};
     use core::num::NonZeroUsize;
@@ -242,5 +244,41 @@ mod tests {
         let taken = core::mem::take(&mut v);
         assert_eq!(taken.len(), 100);
         assert_eq!(v.len(), 0);
+    }
+
+    #[test]
+    fn lean_vec_drops_each_element_once() {
+        struct Counted<'a>(&'a core::cell::Cell<usize>);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let drops = core::cell::Cell::new(0);
+        let mut v = LeanVec::new();
+        for _ in 0..3000 {
+            assert!(v.push(Counted(&drops), GFP_KERNEL).is_ok());
+        }
+        drop(v.pop());
+        assert_eq!(drops.get(), 1);
+        drop(v);
+        assert_eq!(drops.get(), 3000);
+    }
+
+    #[test]
+    fn token_search_starts_after_the_last_hit_and_wraps() {
+        let mut files = KVec::new();
+        for token in [5u64, 9, 2, 7] {
+            assert!(files
+                .push(LuoFile::incoming(None, 0, token), GFP_KERNEL)
+                .is_ok());
+        }
+        assert_eq!(position_of_token(&files, 5, 0), Some(0));
+        assert_eq!(position_of_token(&files, 2, 1), Some(2));
+        assert_eq!(position_of_token(&files, 9, 3), Some(1));
+        assert_eq!(position_of_token(&files, 7, 4), Some(3));
+        assert_eq!(position_of_token(&files, 5, 99), Some(0));
+        assert_eq!(position_of_token(&files, 3, 2), None);
+        assert_eq!(position_of_token(&[], 5, 0), None);
     }
 }

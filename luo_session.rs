@@ -69,6 +69,11 @@ pub(crate) struct SessionState {
     files: LeanVec<LuoFile>,
     /// Outgoing: the blocks that will hold the file entries.
     blocks: OutgoingChain<FILE_ENTRY_SIZE>,
+    /// Incoming: where the search for the next token to retrieve starts, just after the
+    /// file retrieved last. Agents tend to retrieve files in the order they preserved
+    /// them, which makes each search one comparison; any other order still finds every
+    /// file, in at most one pass.
+    retrieve_from: usize,
 }
 
 impl Session {
@@ -82,6 +87,7 @@ impl Session {
                 state: CoreLocked::new(SessionState {
                     files: LeanVec::new(),
                     blocks: OutgoingChain::new(),
+                    retrieve_from: 0,
                 }),
             }),
             GFP_KERNEL,
@@ -96,6 +102,7 @@ impl Session {
             state: CoreLocked::new(SessionState {
                 files,
                 blocks: OutgoingChain::new(),
+                retrieve_from: 0,
             }),
         }
     }
@@ -283,13 +290,23 @@ fn find_handler(luo: &Luo, file: &File) -> Option<FileHandler> {
         .filter(FileHandler::get_module)
 }
 
+/// The position of the file with `token` in `files`, searched from position `from` to
+/// the end, then from the start.
+pub(crate) fn position_of_token(files: &[LuoFile], token: u64, from: usize) -> Option<usize> {
+    let from = from.min(files.len());
+    let (before, after) = files.split_at(from);
+    let found = |f: &LuoFile| f.token == token;
+    match after.iter().position(found) {
+        Some(i) => Some(from + i),
+        None => before.iter().position(found),
+    }
+}
+
 /// `LIVEUPDATE_SESSION_RETRIEVE_FD`.
 fn retrieve_fd(luo: &mut Luo, state: &mut SessionState, token: u64) -> Result<ARef<File>> {
-    let file = state
-        .files
-        .iter_mut()
-        .find(|f| f.token == token)
-        .ok_or(ENOENT)?;
+    let at = position_of_token(&state.files, token, state.retrieve_from).ok_or(ENOENT)?;
+    state.retrieve_from = at + 1;
+    let file = &mut state.files[at];
     if file.retrieve_status < 0 {
         return Err(Error::from_errno(file.retrieve_status));
     }
@@ -570,7 +587,7 @@ pub(crate) fn serialize(core: &mut Core) -> Result<u64> {
 /// `fail_in`: the number of files to freeze before one fails with `EIO`, for the
 /// corruption test; counted down across sessions.
 fn freeze_files(state: &mut SessionState, fail_in: &mut Option<usize>) -> Result {
-    let SessionState { files, blocks } = state;
+    let SessionState { files, blocks, .. } = state;
     // The chain has a slot for every file: it grows with each preserve.
     let mut slots = blocks.slots_mut();
     let mut failed = None;
