@@ -101,8 +101,15 @@ export LUO_BIN_DIR=$bindir
 . "$here/lib-vm.sh"
 
 # TSC as clocksource: without it the guest falls back to jiffies (4 ms
-# resolution). Under TCG the guest TSC runs at the host TSC rate.
-tsc_khz=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
+# resolution). Under plain TCG the guest TSC runs at the host TSC rate; under
+# -icount it counts guest instructions (QEMU reads it from the instruction
+# counter, one tick per virtual ns), so the guest is told 1 GHz: a guest
+# nanosecond is then one instruction, on any host.
+if [ $clock = icount ]; then
+	tsc_khz=1000000
+else
+	tsc_khz=$(awk '/^cpu MHz/ { printf "%d", $4 * 1000; exit }' /proc/cpuinfo)
+fi
 # "quiet": no console backlog that the reboot path would wait for (the bench
 # raises the console log level itself just before the kexec); no PS/2 probe
 # (device_shutdown() waits for the mouse probe, 150+ ms under TCG).
