@@ -5,12 +5,12 @@
 //! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root
 //! and the FLB page) and may bring back hundreds of thousands of sessions, most of
 //! which stay untouched until userspace asks for them. Each is a record, the
-//! [`Session`](crate::luo_session::Session) itself with two flags, in arrays of 64 KiB
-//! (a few sessions in place, without an allocation); a retrieved session's fd points into its
-//! record. One allocation per restored session was the dominant cost of a large
-//! restore: after a kexec with KHO, the page allocator hands out single unmovable pages
-//! slowly, one pageblock claim attempt per slab page, while requests of 64 KiB claim a
-//! whole pageblock at once.
+//! [`Session`](crate::luo_session::Session) itself with two flags: the first few in
+//! place, without an allocation, the others in arrays of 64 KiB. A retrieved session's
+//! fd points into its record. One allocation per restored session was the dominant
+//! cost of a large restore: after a kexec with KHO, the page allocator hands out single
+//! unmovable pages slowly, one pageblock claim attempt per slab page, while requests of
+//! 64 KiB claim a whole pageblock at once.
 
 use core::cell::Cell;
 use core::num::NonZeroU32;
@@ -81,8 +81,8 @@ const FEW: usize = 8;
 ///
 /// Records `0..FEW` are in `few`, the next `PER_CHUNK` in `first`, the others in `more`,
 /// `PER_CHUNK` to an array. `by_name` is empty, with at most [`FEW`] records, or holds
-/// every record: each value
-/// is the position of a record, under the hash of the record's name. Records are added
+/// every record: each value is the position of a record, under the hash of the
+/// record's name. Records are added
 /// only while restore runs, before any session fd exists; after that none is moved or
 /// changed through a mutable reference, and none is removed while any is live: a
 /// finished session's record stays, marked, until the last one finishes and all are
@@ -188,8 +188,8 @@ impl IncomingSessions {
     /// The array that the next record goes into, with room for it, once the few places
     /// are taken.
     fn array_for_next(&mut self) -> Result<&mut LeanVec<IncomingSlot>> {
-        // A few sessions take a small array (and a small free when they are gone);
-        // many take whole 64 KiB arrays.
+        // A few more sessions than the places take a small array (and a small free when
+        // they are gone); many take whole 64 KiB arrays.
         let size = self
             .expected
             .saturating_sub(self.records)

@@ -39,9 +39,9 @@ fn fits(len: usize, slots: usize) -> bool {
 ///
 /// # Invariants
 ///
-/// `slots` is empty or has a power-of-two length, with `len` under three quarters of it. Each value
-/// sits at the slot its hash selects or after it, with no empty slot in between
-/// (wrapping around). `key` is all zero until the first table is allocated, and fixed
+/// `slots` is empty or has a power-of-two length, with `len` under three quarters of
+/// it. Each value sits at the slot its hash selects or after it, with no empty slot in
+/// between (wrapping around). `key` is all zero until the first table is allocated, and fixed
 /// from then on.
 pub(crate) struct NameIndex<V> {
     slots: KVVec<Slot<V>>,
