@@ -2,9 +2,9 @@
 
 //! The sessions handed over by the previous kernel, from restore until they finish.
 //!
-//! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root
-//! and the FLB page) and may bring back hundreds of thousands of sessions, most of
-//! which stay untouched until userspace asks for them. Each is a record, the
+//! Restore runs at the first open of `/dev/liveupdate` (early boot only reads the root)
+//! and may bring back hundreds of thousands of sessions, most of which stay untouched
+//! until userspace asks for them. Each is a record, the
 //! [`Session`](crate::luo_session::Session) itself with two flags: the first few in
 //! place, without an allocation, the others in arrays of 64 KiB. A retrieved session's
 //! fd points into its record. One allocation per restored session was the dominant
@@ -18,7 +18,7 @@ use core::num::NonZeroU32;
 use kernel::prelude::*;
 
 use crate::abi::format::{
-    c_str_bytes, FileEntry, FlbEntry, HandlerCompat, SessionEntry, SessionName, SESSION_NAME_LEN,
+    c_str_bytes, FileEntry, HandlerCompat, SessionEntry, SessionName, SESSION_NAME_LEN,
 };
 use crate::abi::restore::{OutOfMemory, Rejection, RestoreSink};
 use crate::lean_vec::LeanVec;
@@ -329,10 +329,6 @@ pub(crate) struct IncomingBuilder<'a> {
     pub(crate) sessions: usize,
     /// Files restored so far.
     pub(crate) files: usize,
-    /// The previous kernel's FLB entries.
-    pub(crate) flbs: KVec<FlbEntry>,
-    /// Whether the FLB page was refused.
-    pub(crate) flb_page_rejected: bool,
     /// The handler found last, and the file type it was found for.
     last_handler: Option<(HandlerCompat, FileHandler)>,
 }
@@ -356,8 +352,6 @@ impl<'a> IncomingBuilder<'a> {
             current: None,
             sessions: 0,
             files: 0,
-            flbs: KVec::new(),
-            flb_page_rejected: false,
             last_handler: None,
         }
     }
@@ -484,14 +478,7 @@ impl RestoreSink for IncomingBuilder<'_> {
         Ok(())
     }
 
-    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory> {
-        self.flbs.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
-    }
-
     fn rejected(&mut self, what: Rejection) {
-        if let Rejection::FlbPage(_) = what {
-            self.flb_page_rejected = true;
-        }
         log_rejection(what);
     }
 }
@@ -524,8 +511,9 @@ pub(crate) fn log_rejection(what: Rejection) {
     }
 }
 
-/// Reads the previous kernel's session chain without keeping any session: with live
-/// update off nobody can retrieve them, but their blocks are freed all the same.
+/// Reads the previous kernel's state without keeping any of it, logging what it refuses:
+/// for the root at early boot, and for the sessions with live update off, when nobody
+/// can retrieve them but their blocks are freed all the same.
 pub(crate) struct Discard {
     /// Sessions read.
     pub(crate) sessions: usize,
@@ -542,10 +530,6 @@ impl RestoreSink for Discard {
 
     fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory> {
         self.sessions += usize::from(valid);
-        Ok(())
-    }
-
-    fn flb(&mut self, _entry: &FlbEntry) -> Result<(), OutOfMemory> {
         Ok(())
     }
 

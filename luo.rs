@@ -211,13 +211,15 @@ kernel::sync::global_lock! {
     };
 }
 
-/// Early boot: reads the root and the FLB page that the previous kernel handed over.
+/// Early boot: reads the root that the previous kernel handed over.
 ///
-/// The sessions wait for the first open of `/dev/liveupdate` ([`read_incoming_sessions`]),
-/// when every built-in file handler has registered and the page allocator is past early
-/// boot; KHO keeps their blocks reserved until then. With live update off nobody can
-/// open the device, so the session chain is read and freed here. Anything malformed is
-/// logged and dropped; the core keeps working with whatever was valid.
+/// The sessions and the FLB page wait for the first open of `/dev/liveupdate`
+/// ([`read_incoming_sessions`]), when every built-in file handler has registered and the
+/// page allocator is past early boot, or for the first FLB retrieve, which may come
+/// earlier; KHO keeps their blocks reserved until then. With live update off nobody can
+/// open the device, so the FLB page and the session chain are read and freed here.
+/// Anything malformed is logged and dropped; the core keeps working with whatever was
+/// valid.
 fn early_init() {
     // SAFETY: Called once, from the early initcall, before any other use of the locks.
     unsafe {
@@ -246,50 +248,39 @@ fn read_handover() {
             return;
         }
     };
-    let mut luo = LUO.lock();
     let mut blocks = RestoredBlocks::new();
-    let mut builder = IncomingBuilder::new(&mut luo);
-    let result = abi::restore::restore_root(&mut blocks, phys, size, &mut builder);
-    let flbs = core::mem::take(&mut builder.flbs);
-    let flb_page_valid = !builder.flb_page_rejected;
-    match result {
-        Ok(found) => {
-            luo.liveupdate_num = found.root.liveupdate_num;
-            luo_flb::set_incoming(flbs, found.root.flbs_pa != 0 && flb_page_valid);
-            if enabled() {
-                luo.pending = Some(PendingSessions {
-                    head: found.root.sessions_pa,
-                    pages: blocks.len(),
-                });
-            } else {
-                let mut discard = incoming::Discard { sessions: 0 };
-                let _ = abi::restore::restore_sessions(
-                    &mut blocks,
-                    found.root.sessions_pa,
-                    &mut discard,
-                );
-                pr_info!(
-                    "Rust LUO core: live update is off: {} sessions of live update #{} dropped\n",
-                    discard.sessions,
-                    found.root.liveupdate_num
-                );
-            }
+    // Logs what it refuses and keeps nothing: the root is all that is read here.
+    let mut discard = incoming::Discard { sessions: 0 };
+    let Some(root) = abi::restore::restore_root(&mut blocks, phys, size, &mut discard) else {
+        return;
+    };
+    let mut luo = LUO.lock();
+    luo.liveupdate_num = root.liveupdate_num;
+    if enabled() {
+        luo_flb::set_incoming_page(root.flbs_pa);
+        luo.pending = Some(PendingSessions {
+            head: root.sessions_pa,
+            pages: blocks.len(),
+        });
+    } else {
+        if let Ok(None) = abi::restore::restore_flb_page(&mut blocks, root.flbs_pa, |_| Ok(())) {
+            incoming::log_rejection(abi::restore::Rejection::FlbPage(root.flbs_pa));
         }
-        Err(RestoreError::OutOfMemory) => {
-            luo_flb::set_incoming(flbs, flb_page_valid);
-            pr_err!("out of memory while reading the previous kernel's FLB page; no session kept\n")
-        }
-        // Already logged by the builder.
-        Err(RestoreError::Rejected) => {}
+        let _ = abi::restore::restore_sessions(&mut blocks, root.sessions_pa, &mut discard);
+        pr_info!(
+            "Rust LUO core: live update is off: {} sessions of live update #{} dropped\n",
+            discard.sessions,
+            root.liveupdate_num
+        );
     }
-    // `blocks` goes out of scope here: the root and the FLB page are freed.
+    // `blocks` goes out of scope here: the root is freed.
 }
 
 /// The previous kernel's session chain, left by early boot for the first open.
 struct PendingSessions {
     /// Address of the chain's first block (0: no session).
     head: u64,
-    /// Pages that early boot claimed (root and FLB page), for the log.
+    /// Pages that early boot claimed (the root), for the log.
     pages: usize,
 }
 
@@ -300,6 +291,11 @@ fn read_incoming_sessions(luo: &mut Luo) {
     };
     let num = luo.liveupdate_num;
     let mut blocks = RestoredBlocks::new();
+    // Into the same set and before the sessions, as `abi::restore::restore` reads
+    // them: a session chain that reuses the FLB page is refused as a cycle. The log
+    // counts the root and the chains' blocks, not the FLB page, which an FLB retrieve
+    // may have read already.
+    let flb_pages = luo_flb::read_incoming_page(&mut blocks);
     let mut builder = IncomingBuilder::new(luo);
     let (seen, result) = abi::restore::restore_sessions(&mut blocks, pending.head, &mut builder);
     let (sessions, files) = (builder.sessions, builder.files);
@@ -310,7 +306,7 @@ fn read_incoming_sessions(luo: &mut Luo) {
             sessions,
             seen,
             files,
-            pending.pages + blocks.len()
+            pending.pages + blocks.len() - flb_pages
         ),
         // What was restored stays usable.
         Err(RestoreError::OutOfMemory) => pr_err!(

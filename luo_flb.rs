@@ -5,7 +5,9 @@
 //! A subsystem registers an FLB with each file handler whose files depend on it. The
 //! FLB is preserved when the first such file is, and unpreserved when the last one is;
 //! in the new kernel it is retrieved on first use and finished when the last file that
-//! depended on it finishes. At reboot every FLB in use is written to the FLB page.
+//! depended on it finishes. At reboot every FLB in use is written to the FLB page; the
+//! next kernel reads that page at the first open of `/dev/liveupdate` or the first
+//! retrieve of an FLB, whichever comes first, not in early boot.
 //!
 //! FLB state lives here, keyed by the `struct liveupdate_flb` address, not in its C
 //! private area. It has its own lock, [`FLBS`](static@FLBS), taken after
@@ -20,7 +22,9 @@ use kernel::{bindings, error::to_result, prelude::*};
 use crate::abi::format::{
     c_str_bytes, FlbCompat, FlbEntry, FlbHeader, FLB_COMPAT_LEN, FLB_ENTRY_SIZE, FLB_HEADER_SIZE,
 };
-use crate::kho::PreservedPage;
+use crate::abi::restore::{restore_flb_page, OutOfMemory, Rejection};
+use crate::incoming::log_rejection;
+use crate::kho::{PreservedPage, RestoredBlocks};
 use crate::luo_file::FileHandler;
 use crate::{enabled, LUO};
 
@@ -187,8 +191,10 @@ impl FlbState {
 pub(crate) struct FlbRegistry {
     states: KVec<FlbState>,
     incoming: KVec<FlbEntry>,
-    /// Whether the previous kernel handed over an FLB page.
+    /// Whether the previous kernel handed over an FLB page, and it was good.
     incoming_active: bool,
+    /// The previous kernel's FLB page while nobody has read it yet, else 0.
+    unread_page: u64,
 }
 
 impl FlbRegistry {
@@ -197,6 +203,33 @@ impl FlbRegistry {
             states: KVec::new(),
             incoming: KVec::new(),
             incoming_active: false,
+            unread_page: 0,
+        }
+    }
+
+    /// Reads the previous kernel's FLB page, if nobody has, claiming it into `blocks`.
+    ///
+    /// A page that is malformed, or entries that do not fit in memory, leave no incoming
+    /// FLB: every retrieve then fails with `-ENODATA`.
+    fn read_incoming_page(&mut self, blocks: &mut RestoredBlocks) {
+        let pa = core::mem::take(&mut self.unread_page);
+        if pa == 0 {
+            return;
+        }
+        let mut entries = KVec::new();
+        let read = restore_flb_page(blocks, pa, |entry| {
+            entries.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
+        });
+        match read {
+            Ok(Some(_)) => self.incoming = entries,
+            Ok(None) => {
+                log_rejection(Rejection::FlbPage(pa));
+                self.incoming_active = false;
+            }
+            Err(OutOfMemory) => {
+                pr_err!("no memory for the previous kernel's FLB entries: its FLBs are lost\n");
+                self.incoming_active = false;
+            }
         }
     }
 
@@ -221,10 +254,16 @@ impl FlbRegistry {
 
     /// First-use retrieval of an incoming FLB.
     fn retrieve(&mut self, flb: Flb) -> Result {
+        if self.unread_page != 0 {
+            // Before the first open of `/dev/liveupdate`, which would have read it.
+            let mut blocks = RestoredBlocks::new();
+            self.read_incoming_page(&mut blocks);
+        }
         let Self {
             states,
             incoming,
             incoming_active,
+            ..
         } = self;
         let state = states.iter_mut().find(|s| s.flb == flb).ok_or(ENOENT)?;
         if state.in_finished {
@@ -307,11 +346,20 @@ fn drop_ref(count: &mut u64, flb: Flb) -> bool {
     *count == 0
 }
 
-/// Records the previous kernel's FLB entries, read at early boot.
-pub(crate) fn set_incoming(entries: KVec<FlbEntry>, active: bool) {
+/// Records where the previous kernel's FLB page is (0: it handed over none), to be read
+/// at its first use.
+pub(crate) fn set_incoming_page(pa: u64) {
     let mut registry = FLBS.lock();
-    registry.incoming = entries;
-    registry.incoming_active = active;
+    registry.unread_page = pa;
+    registry.incoming_active = pa != 0;
+}
+
+/// Reads the previous kernel's FLB page now, if nothing has yet, claiming it into
+/// `blocks`; returns the number of pages claimed.
+pub(crate) fn read_incoming_page(blocks: &mut RestoredBlocks) -> usize {
+    let before = blocks.len();
+    FLBS.lock().read_incoming_page(blocks);
+    blocks.len() - before
 }
 
 /// Takes a reference on every FLB of a file being preserved, preserving those not yet in

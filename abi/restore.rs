@@ -6,8 +6,8 @@
 //! [`restore`] reads the root, the FLB header, the session chain and every session's
 //! file chain from a [`BlockSource`], and reports what it found to a [`RestoreSink`].
 //! Nothing is allocated here; the sink builds whatever it keeps. The kernel reads the
-//! root and the FLB page early in boot ([`restore_root`]) and the sessions later
-//! ([`restore_sessions`]), at the first open of `/dev/liveupdate`.
+//! root early in boot ([`restore_root`]), the FLB page ([`restore_flb_page`]) and the
+//! sessions ([`restore_sessions`]) later, when they are first needed.
 //!
 //! Policy:
 //! - a bad root (too small, not preserved, wrong compatible string) or a bad session
@@ -84,8 +84,10 @@ pub trait RestoreSink {
     fn file(&mut self, entry: &FileEntry) -> Result<(), OutOfMemory>;
     /// The current session ends: keep it if `valid`, else drop it and its files.
     fn end_session(&mut self, valid: bool) -> Result<(), OutOfMemory>;
-    /// An FLB object of the previous kernel.
-    fn flb(&mut self, entry: &FlbEntry) -> Result<(), OutOfMemory>;
+    /// An FLB object of the previous kernel; ignored unless the sink keeps FLBs.
+    fn flb(&mut self, _entry: &FlbEntry) -> Result<(), OutOfMemory> {
+        Ok(())
+    }
     /// Something was refused.
     fn rejected(&mut self, what: Rejection);
 }
@@ -102,43 +104,59 @@ pub struct Restored {
 }
 
 /// Reads the state whose root is the `root_size`-byte blob at `root_pa`: the root, the
-/// FLB page and every session ([`restore_root`], then [`restore_sessions`]).
+/// FLB page and every session ([`restore_root`], [`restore_flb_page`], then
+/// [`restore_sessions`]).
 pub fn restore<S: BlockSource, K: RestoreSink>(
     source: &mut S,
     root_pa: u64,
     root_size: usize,
     sink: &mut K,
 ) -> Result<Restored, RestoreError> {
-    let mut restored = restore_root(source, root_pa, root_size, sink)?;
-    let (seen, result) = restore_sessions(source, restored.root.sessions_pa, sink);
-    restored.sessions_seen = seen;
-    result.map(|()| restored)
+    let root = restore_root(source, root_pa, root_size, sink).ok_or(RestoreError::Rejected)?;
+    let flb_count = match restore_flb_page(source, root.flbs_pa, |entry| sink.flb(entry)) {
+        Ok(Some(count)) => count,
+        Ok(None) => {
+            sink.rejected(Rejection::FlbPage(root.flbs_pa));
+            0
+        }
+        Err(OutOfMemory) => return Err(RestoreError::OutOfMemory),
+    };
+    let (sessions_seen, result) = restore_sessions(source, root.sessions_pa, sink);
+    result.map(|()| Restored {
+        root,
+        flb_count,
+        sessions_seen,
+    })
 }
 
-/// Reads the root and the FLB page, leaving the session chain at `root.sessions_pa`
-/// unread, for [`restore_sessions`].
+/// Reads and checks the root, leaving the FLB page and the session chain unread.
+///
+/// Returns `None` when the root is refused; the sink has been told why.
 pub fn restore_root<S: BlockSource, K: RestoreSink>(
     source: &mut S,
     root_pa: u64,
     root_size: usize,
     sink: &mut K,
-) -> Result<Restored, RestoreError> {
-    let root = read_root(source, root_pa, root_size).map_err(|what| {
-        sink.rejected(what);
-        RestoreError::Rejected
-    })?;
-    let mut restored = Restored {
-        root,
-        ..Restored::default()
-    };
-    if root.flbs_pa != 0 {
-        match read_flbs(source, root.flbs_pa, sink) {
-            Ok(Some(count)) => restored.flb_count = count,
-            Ok(None) => sink.rejected(Rejection::FlbPage(root.flbs_pa)),
-            Err(OutOfMemory) => return Err(RestoreError::OutOfMemory),
-        }
+) -> Option<Root> {
+    read_root(source, root_pa, root_size)
+        .map_err(|what| sink.rejected(what))
+        .ok()
+}
+
+/// Reads the FLB page at `flbs_pa`, handing every entry to `each` once all are checked.
+///
+/// Returns the number of entries (0 when `flbs_pa` is 0), or `Ok(None)` when the page is
+/// malformed or not preserved; no entry was handed over then, and the caller decides
+/// how to report [`Rejection::FlbPage`].
+pub fn restore_flb_page<S: BlockSource>(
+    source: &mut S,
+    flbs_pa: u64,
+    each: impl FnMut(&FlbEntry) -> Result<(), OutOfMemory>,
+) -> Result<Option<u64>, OutOfMemory> {
+    if flbs_pa == 0 {
+        return Ok(Some(0));
     }
-    Ok(restored)
+    read_flbs(source, flbs_pa, each)
 }
 
 /// Reads the session chain at `sessions_pa` and every session's file chain.
@@ -199,12 +217,12 @@ fn read_root<S: BlockSource>(source: &mut S, pa: u64, size: usize) -> Result<Roo
     Root::decode(&bytes).map_err(|_| Rejection::RootIncompatible)
 }
 
-/// Reads the FLB page; `Ok(None)` when it is malformed, in which case no entry reached
-/// the sink.
-fn read_flbs<S: BlockSource, K: RestoreSink>(
+/// Reads the FLB page; `Ok(None)` when it is malformed, in which case no entry was
+/// handed over.
+fn read_flbs<S: BlockSource>(
     source: &mut S,
     pa: u64,
-    sink: &mut K,
+    mut each: impl FnMut(&FlbEntry) -> Result<(), OutOfMemory>,
 ) -> Result<Option<u64>, OutOfMemory> {
     let block_size = source.block_size();
     if pa % block_size as u64 != 0 {
@@ -230,7 +248,7 @@ fn read_flbs<S: BlockSource, K: RestoreSink>(
         let Some(entry) = source.claimed(pa).and_then(|page| flb_entry(page, index)) else {
             return Ok(None);
         };
-        sink.flb(&entry)?;
+        each(&entry)?;
     }
     Ok(Some(header.count))
 }

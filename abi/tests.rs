@@ -367,7 +367,7 @@ fn restore_reads_sessions_and_files() {
 }
 
 #[test]
-fn restore_in_two_steps_leaves_the_sessions_for_the_second() {
+fn restore_in_steps_reads_each_part_when_asked() {
     let mut mem = FakeMemory::default();
     let files: Vec<_> = (0..3).map(file_entry).collect();
     mem.write_chain(&[0x10000], &files);
@@ -376,13 +376,21 @@ fn restore_in_two_steps_leaves_the_sessions_for_the_second() {
     write_root(&mut mem, 0x1000, 0x20000, 0x30000);
 
     let mut sink = Collect::default();
-    let found = restore_root(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
-    assert_eq!(found.root.sessions_pa, 0x20000);
-    assert_eq!(found.sessions_seen, 0);
+    let root = restore_root(&mut mem, 0x1000, ROOT_SIZE, &mut sink).unwrap();
+    assert_eq!(root.sessions_pa, 0x20000);
+    assert_eq!(mem.claimed, [0x1000]);
+    assert!(sink.sessions.is_empty());
+
+    let mut flbs = 0;
+    let found = restore_flb_page(&mut mem, root.flbs_pa, |_| {
+        flbs += 1;
+        Ok(())
+    });
+    assert_eq!((found, flbs), (Ok(Some(0)), 0));
     assert_eq!(mem.claimed, [0x1000, 0x30000]);
     assert!(sink.sessions.is_empty());
 
-    let (seen, result) = restore_sessions(&mut mem, found.root.sessions_pa, &mut sink);
+    let (seen, result) = restore_sessions(&mut mem, root.sessions_pa, &mut sink);
     assert_eq!((seen, result), (1, Ok(())));
     assert_eq!(
         sink.sessions,

@@ -143,41 +143,34 @@ static void check_session(int luo_fd, const char *name, int present)
 	t_info("%s: restored, verified and finished", name);
 }
 
+struct log_tally {
+	int errors, splats;
+};
+
+static void tally(int level, const char *msg, void *ctx)
+{
+	struct log_tally *t = ctx;
+
+	if (level <= 3 && !strncmp(msg, "luo: ", 5)) {
+		t->errors++;
+		t_info("kernel said: %.*s", (int)strcspn(msg, "\n"), msg);
+	}
+	if (strstr(msg, "WARNING:") || strstr(msg, "BUG:"))
+		t->splats++;
+}
+
 /* Count the LUO core's error lines, and any warning or oops, in the kernel log. */
 static void check_log(int max_splats)
 {
-	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	int errors = 0, splats = 0;
-	char rec[2048];
-	ssize_t n;
+	struct log_tally t = { 0 };
 
-	T_CHECK(fd >= 0, "open /dev/kmsg: %s", strerror(errno));
-	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
-		char *msg;
-		int level;
-
-		if (n < 0)
-			continue;
-		rec[n] = 0;
-		level = atoi(rec) & 7;
-		msg = strchr(rec, ';');
-		if (!msg)
-			continue;
-		msg++;
-		if (level <= 3 && !strncmp(msg, "luo: ", 5)) {
-			errors++;
-			t_info("kernel said: %.*s", (int)strcspn(msg, "\n"), msg);
-		}
-		if (strstr(msg, "WARNING:") || strstr(msg, "BUG:"))
-			splats++;
-	}
-	close(fd);
-	T_CHECK(errors == 1, "%d error lines from the LUO core, expected exactly 1", errors);
+	kmsg_for_each(tally, &t);
+	T_CHECK(t.errors == 1, "%d error lines from the LUO core, expected exactly 1", t.errors);
 	/*
 	 * KNOWN SHORTCOMING: claiming RAM that was never preserved makes KHO itself warn
 	 * once (kho_restore_page()), before the core refuses the block.
 	 */
-	T_CHECK(splats <= max_splats, "%d warning/oops lines in the kernel log", splats);
+	T_CHECK(t.splats <= max_splats, "%d warning/oops lines in the kernel log", t.splats);
 }
 
 static void stage2(int luo_fd, const struct expect *e)

@@ -12,8 +12,8 @@
  *   - "io-reclaim", a 16 MiB memfd that stage 2 never retrieves;
  *   - "io-meta", the live update number of the outgoing root, read from KHO's debugfs.
  * Stage 2 checks every name (GET_NAME too) and every byte, that the live update number
- * went up by one, that finishing frees the never-retrieved memfd's memory, and that
- * finished sessions are gone.
+ * went up by one, that finishing frees the never-retrieved memfd's memory, that
+ * finished sessions are gone, and that the kernel's test FLBs came back.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -129,6 +129,26 @@ static void stage1(int luo_fd)
 	       NAME_MAX_LEN, MANY, (unsigned long long)num);
 }
 
+/*
+ * The kernel's LUO test (CONFIG_LIVEUPDATE_TEST) attaches three FLBs to the memfd
+ * handler: stage 1's memfds preserved them, and this boot retrieved them when the
+ * handler registered, from the FLB page the other kernel wrote.
+ */
+static void check_test_flbs(void)
+{
+	char line[96];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(line, sizeof(line),
+			 "liveupdate-test-flb-v%d: found flb data from the previous boot", i);
+		T_CHECK(kmsg_count(line) == 1, "kernel log lacks '%s'", line);
+	}
+	T_CHECK(kmsg_count("liveupdate_flb_get_incoming for") == 0,
+		"an FLB retrieve failed (see the kernel log)");
+	T_CHECK(kmsg_count(": ERROR - ") == 0, "a test FLB got wrong data (see the kernel log)");
+	t_info("the 3 test FLBs came back with their data");
+}
+
 static void stage2(int luo_fd)
 {
 	char name[LIVEUPDATE_SESSION_NAME_LENGTH], got[LIVEUPDATE_SESSION_NAME_LENGTH];
@@ -202,6 +222,7 @@ static void stage2(int luo_fd)
 	t_info("finishing the never-retrieved 16 MiB memfd freed %ld KiB",
 	       free_after - free_before);
 	T_EXPECT_RET(luo_session_retrieve(luo_fd, "io-reclaim"), -ENOENT);
+	check_test_flbs();
 }
 
 int main(int argc, char **argv)

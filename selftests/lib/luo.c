@@ -277,6 +277,50 @@ void t_want_fds(long n)
 		t_fail("setrlimit(%ld): %s", n, strerror(errno));
 }
 
+void kmsg_for_each(void (*fn)(int level, const char *msg, void *ctx), void *ctx)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	char rec[2048];
+	ssize_t n;
+
+	if (fd < 0)
+		t_fail("open /dev/kmsg: %s", strerror(errno));
+	/* EPIPE: records were overwritten before we read them; go on with the rest. */
+	while ((n = read(fd, rec, sizeof(rec) - 1)) > 0 || (n < 0 && errno == EPIPE)) {
+		char *msg;
+
+		if (n < 0)
+			continue;
+		rec[n] = 0;
+		msg = strchr(rec, ';');
+		if (msg)
+			fn(atoi(rec) & 7, msg + 1, ctx);
+	}
+	close(fd);
+}
+
+struct kmsg_needle {
+	const char *needle;
+	int count;
+};
+
+static void count_needle(int level, const char *msg, void *ctx)
+{
+	struct kmsg_needle *n = ctx;
+
+	(void)level;
+	if (strstr(msg, n->needle))
+		n->count++;
+}
+
+int kmsg_count(const char *needle)
+{
+	struct kmsg_needle n = { .needle = needle };
+
+	kmsg_for_each(count_needle, &n);
+	return n.count;
+}
+
 #define STATE_TOKEN 0x5157a7e0ULL
 
 pid_t luo_fork_holder(void)

@@ -66,6 +66,11 @@ uint64_t fnv1a64(const void *buf, size_t len);
 /* Raise RLIMIT_NOFILE so that n more descriptors can be opened. */
 void t_want_fds(long n);
 
+/* Calls fn with the level (0-7) and the message of every record in the kernel log. */
+void kmsg_for_each(void (*fn)(int level, const char *msg, void *ctx), void *ctx);
+/* Number of records in the kernel log whose message contains needle. */
+int kmsg_count(const char *needle);
+
 /*
  * Two-stage driver.
  *
