@@ -256,16 +256,15 @@ fn read_handover() {
     };
     let mut luo = LUO.lock();
     luo.liveupdate_num = root.liveupdate_num;
+    luo_flb::set_incoming_page(root.flbs_pa);
     if enabled() {
-        luo_flb::set_incoming_page(root.flbs_pa);
         luo.pending = Some(PendingSessions {
             head: root.sessions_pa,
             pages: blocks.len(),
         });
     } else {
-        if let Ok(None) = abi::restore::restore_flb_page(&mut blocks, root.flbs_pa, |_| Ok(())) {
-            incoming::log_rejection(abi::restore::Rejection::FlbPage(root.flbs_pa));
-        }
+        // Read to be freed: the FLB API answers nothing with live update off.
+        luo_flb::read_incoming_page(&mut blocks);
         let _ = abi::restore::restore_sessions(&mut blocks, root.sessions_pa, &mut discard);
         pr_info!(
             "Rust LUO core: live update is off: {} sessions of live update #{} dropped\n",
@@ -273,7 +272,8 @@ fn read_handover() {
             root.liveupdate_num
         );
     }
-    // `blocks` goes out of scope here: the root is freed.
+    // `blocks` goes out of scope here: the root (and with live update off everything
+    // else) is freed.
 }
 
 /// The previous kernel's session chain, left by early boot for the first open.

@@ -191,7 +191,7 @@ impl FlbState {
 pub(crate) struct FlbRegistry {
     states: KVec<FlbState>,
     incoming: KVec<FlbEntry>,
-    /// Whether the previous kernel handed over an FLB page, and it was good.
+    /// Whether the previous kernel's FLB page was read and good.
     incoming_active: bool,
     /// The previous kernel's FLB page while nobody has read it yet, else 0.
     unread_page: u64,
@@ -221,14 +221,13 @@ impl FlbRegistry {
             entries.push(*entry, GFP_KERNEL).map_err(|_| OutOfMemory)
         });
         match read {
-            Ok(Some(_)) => self.incoming = entries,
-            Ok(None) => {
-                log_rejection(Rejection::FlbPage(pa));
-                self.incoming_active = false;
+            Ok(Some(_)) => {
+                self.incoming = entries;
+                self.incoming_active = true;
             }
+            Ok(None) => log_rejection(Rejection::FlbPage(pa)),
             Err(OutOfMemory) => {
-                pr_err!("no memory for the previous kernel's FLB entries: its FLBs are lost\n");
-                self.incoming_active = false;
+                pr_err!("no memory for the previous kernel's FLB entries: its FLBs are lost\n")
             }
         }
     }
@@ -254,11 +253,8 @@ impl FlbRegistry {
 
     /// First-use retrieval of an incoming FLB.
     fn retrieve(&mut self, flb: Flb) -> Result {
-        if self.unread_page != 0 {
-            // Before the first open of `/dev/liveupdate`, which would have read it.
-            let mut blocks = RestoredBlocks::new();
-            self.read_incoming_page(&mut blocks);
-        }
+        // Before the first open of `/dev/liveupdate` nobody may have read the page yet.
+        self.read_incoming_page(&mut RestoredBlocks::new());
         let Self {
             states,
             incoming,
@@ -349,9 +345,7 @@ fn drop_ref(count: &mut u64, flb: Flb) -> bool {
 /// Records where the previous kernel's FLB page is (0: it handed over none), to be read
 /// at its first use.
 pub(crate) fn set_incoming_page(pa: u64) {
-    let mut registry = FLBS.lock();
-    registry.unread_page = pa;
-    registry.incoming_active = pa != 0;
+    FLBS.lock().unread_page = pa;
 }
 
 /// Reads the previous kernel's FLB page now, if nothing has yet, claiming it into

@@ -93,7 +93,7 @@ pub trait RestoreSink {
 }
 
 /// What [`restore`] found in a valid root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Restored {
     /// The root.
     pub root: Root,
